@@ -1,0 +1,269 @@
+r"""Text to motion from any checkpoint of a loop run.
+
+  python -m experiments.sample --workdir=runs/humanml --text="a person jumps forward twice"
+  python -m experiments.sample --workdir=runs/humanml --variant=self_consuming \
+      --generation=3 --prompts_file=prompts.txt --num_samples=4 --length_s=4 --correct
+
+Loads the checkpoint of one variant and generation (with the run's config, vocabulary and
+normalisation), samples `num_samples` motions per prompt in fixed-size batches (one compile),
+optionally corrects them in the physics simulator, and writes for every prompt
+samples/<slug>/
+  features.npy   (num_samples, frames, 263) raw HumanML3D features (frames = length_s * 20)
+  joints.npy     (num_samples, frames, 22, 3) joint positions in metres
+  corrected_features.npy / corrected_joints.npy        with --correct
+  sample_<i>.gif one stick-figure video per sample (uncorrected beside corrected with --correct)
+  physics.json   float_mm / penetrate_mm / skate / jerk of each sample (and of the corrected)
+The same --seed gives the same samples.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Any, Sequence
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from selfconsume import errors
+from selfconsume import outputs
+
+FPS = 20
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of experiments.run (humanml).")
+_VARIANT = flags.DEFINE_string("variant", "self_correcting",
+                               "baseline, self_consuming, self_correcting or generation0.")
+_GENERATION = flags.DEFINE_string("generation", "last", "Generation number or 'last'.")
+_TEXT = flags.DEFINE_string("text", None, "One prompt.")
+_PROMPTS_FILE = flags.DEFINE_string("prompts_file", None, "A file with one prompt per line.")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 4, "Motions per prompt.")
+_LENGTH_S = flags.DEFINE_float("length_s", 6.0, "Motion length in seconds.")
+_GUIDANCE = flags.DEFINE_float("guidance", 2.5, "Classifier-free guidance scale.")
+_CORRECT = flags.DEFINE_bool("correct", False, "Also run the physics corrector.")
+_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+_N = flags.DEFINE_integer("n", None, "Size n of the run (default: the run's first).")
+_LAMBDA = flags.DEFINE_float("lambda", None, "Lambda of the run (default: the run's first).")
+_OUT = flags.DEFINE_string("out", None, "Output directory (default: WORKDIR/samples).")
+
+
+def slug(text: str, max_len: int = 48) -> str:
+  """'A person jumps forward twice!' -> 'a_person_jumps_forward_twice'."""
+  words = re.findall(r"[a-z0-9]+", text.lower())
+  return ("_".join(words)[:max_len].rstrip("_")) or "prompt"
+
+
+def load_run_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise errors.CheckpointError(
+        f"{workdir}: no config.json; not a workdir of `python -m experiments.run "
+        "--config=experiments/configs/humanml.py`")
+  config = ml_collections.ConfigDict(outputs.read_json(path))
+  if config.get("experiment") != "humanml":
+    raise errors.CheckpointError(f"{path}: experiment is {config.get('experiment')!r}, "
+                                 "not 'humanml'")
+  return config
+
+
+def checkpoint_dir(workdir: str, config: ml_collections.ConfigDict, variant: str,
+                   generation: str, n: int | None = None,
+                   synthetic_ratio: float | None = None) -> tuple[str, int]:
+  """The checkpoint directory of (variant, generation) and the generation number.
+
+  Raises CheckpointError that lists what exists when the variant or generation is unknown.
+  """
+  from experiments import humanml  # pylint: disable=g-import-not-at-top
+  sizes = [int(s) for s in config.loop.sizes]
+  n = sizes[0] if n is None else n
+  if n not in sizes:
+    raise errors.CheckpointError(f"n = {n} is not a size of this run; sizes: {sizes}")
+  ratios = [float(r) for r in config.loop.lambdas]
+  ratio = ratios[0] if synthetic_ratio is None else float(synthetic_ratio)
+  if variant != "baseline" and variant != "generation0" and ratio not in ratios:
+    raise errors.CheckpointError(f"lambda = {ratio:g} is not one of this run's {ratios}")
+  known = ["generation0"] + list(config.loop.variants)
+  if variant not in known:
+    raise errors.CheckpointError(f"unknown variant {variant!r}; this run has {known}")
+  gen0 = humanml.generation_dir(humanml.run_dir(workdir, n, None, None), 0)
+  runs = {"generation0": None}
+  finished = {}
+  if os.path.exists(os.path.join(gen0, "row.json")):
+    finished["generation0"] = [0]
+  for v in config.loop.variants:
+    directory = humanml.run_dir(workdir, n, ratio, v)
+    runs[v] = directory
+    gens = humanml.finished_generations(directory)
+    if finished.get("generation0"):
+      gens = [0] + gens
+    finished[v] = [g for g in gens
+                   if g == 0 or os.path.isdir(os.path.join(humanml.generation_dir(directory, g),
+                                                           "state"))]
+  available = finished.get(variant, [])
+  if not available:
+    have = {v: g for v, g in finished.items() if g}
+    raise errors.CheckpointError(
+        f"{workdir}: no checkpoint of variant {variant!r} (n={n}, lambda={ratio:g}); "
+        f"checkpoints exist for {have or 'nothing yet'}")
+  if generation == "last":
+    number = available[-1]
+  else:
+    try:
+      number = int(generation)
+    except ValueError:
+      raise errors.ConfigError(f"--generation must be an integer or 'last', got "
+                               f"{generation!r}") from None
+    if number not in available:
+      raise errors.CheckpointError(f"no checkpoint of {variant!r} at generation {number}; "
+                                   f"generations with checkpoints: {available}")
+  if number == 0:
+    return os.path.join(gen0, "state"), 0
+  return os.path.join(humanml.generation_dir(runs[variant], number), "state"), number
+
+
+def check_prompts(prompts: Sequence[str], max_len: int) -> list[str]:
+  from selfconsume.data import text as text_lib  # pylint: disable=g-import-not-at-top
+  out = []
+  for i, prompt in enumerate(prompts):
+    prompt = prompt.strip()
+    words = text_lib.tokenize(prompt)
+    if not words:
+      raise errors.ConfigError(f"prompt {i + 1} is empty (no words): {prompt!r}")
+    if len(words) > max_len:
+      raise errors.ConfigError(f"prompt {i + 1} has {len(words)} words; the model's tokenizer "
+                               f"takes at most {max_len} (config.text.max_len): {prompt!r}")
+    out.append(prompt)
+  if not out:
+    raise errors.ConfigError("no prompts: give --text or a non-empty --prompts_file")
+  return out
+
+
+def sample_prompts(workdir: str, prompts: Sequence[str], *, variant: str = "self_correcting",
+                   generation: str = "last", num_samples: int = 4, length_s: float = 6.0,
+                   guidance: float = 2.5, correct: bool = False, seed: int = 0,
+                   n: int | None = None, synthetic_ratio: float | None = None,
+                   out_dir: str | None = None) -> dict[str, Any]:
+  """Samples `num_samples` motions for every prompt and writes samples/<slug>/.
+
+  Returns:
+    {'generation': int, 'checkpoint': str, 'prompts': {prompt: output directory}}.
+  """
+  from selfconsume import motion_loop  # pylint: disable=g-import-not-at-top
+  from selfconsume.data import text as text_lib  # pylint: disable=g-import-not-at-top
+  config = load_run_config(workdir)
+  prompts = check_prompts(prompts, int(config.text.max_len))
+  if num_samples < 1:
+    raise errors.ConfigError(f"--num_samples must be >= 1, got {num_samples}")
+  state_dir, number = checkpoint_dir(workdir, config, variant, generation, n, synthetic_ratio)
+  frames = int(round(length_s * FPS))
+  lo, hi = int(config.data.min_frames), int(config.data.max_frames)
+  if not lo <= frames <= hi:
+    raise errors.ConfigError(f"--length_s={length_s} is {frames} frames; the model was trained "
+                             f"on {lo}..{hi} frames ({lo / FPS:g}..{hi / FPS:g} s)")
+  vocab = text_lib.Vocabulary.load(os.path.join(workdir, "vocab.json"))
+  with np.load(os.path.join(workdir, "normalization.npz")) as f:
+    mean, std = f["mean"], f["std"]
+  with config.unlocked():
+    config.sampling.guidance = float(guidance)
+  model = motion_loop.MotionModel(config, vocab, mean, std)
+  state = motion_loop.restore_train_state(state_dir, model.init(jax.random.PRNGKey(0)))
+
+  captions = [p for p in prompts for _ in range(num_samples)]
+  lengths = np.full((len(captions),), frames, np.int32)
+  key = jax.random.PRNGKey(seed)
+  sample_key, correct_key = jax.random.split(key)
+  motions = model.sample_captions(state, captions, lengths, sample_key)
+  jl = jnp.asarray(lengths)
+  raw = np.asarray(model.denormalize(motions, jl))[:, :frames]
+  joints = np.asarray(model.joints(motions, jl))[:, :frames]
+  physics = _physics_rows(joints, lengths)
+  fixed_raw = fixed_joints = fixed_physics = None
+  info = None
+  if correct:
+    fixed, usable, info = motion_loop.correct_motions(
+        model, motion_loop.corrector_params(config), correct_key, motions, jl)
+    fixed_raw = np.asarray(model.denormalize(fixed, jl))[:, :frames]
+    fixed_joints = np.asarray(model.joints(fixed, jl))[:, :frames]
+    fixed_physics = _physics_rows(fixed_joints, lengths)
+    info = {k: np.asarray(v) for k, v in info.items()}
+    info["usable"] = np.asarray(usable)
+
+  from selfconsume.motion import render  # pylint: disable=g-import-not-at-top
+  out_dir = out_dir or os.path.join(workdir, "samples")
+  written = {}
+  used = set()
+  for p, prompt in enumerate(prompts):
+    name = slug(prompt)
+    while name in used:
+      name += "_"
+    used.add(name)
+    directory = os.path.join(out_dir, name)
+    os.makedirs(directory, exist_ok=True)
+    rows = slice(p * num_samples, (p + 1) * num_samples)
+    np.save(os.path.join(directory, "features.npy"), raw[rows])
+    np.save(os.path.join(directory, "joints.npy"), joints[rows])
+    report = {"prompt": prompt, "variant": variant, "generation": number,
+              "checkpoint": state_dir, "seed": seed, "guidance": guidance,
+              "length_s": frames / FPS, "samples": []}
+    if correct:
+      np.save(os.path.join(directory, "corrected_features.npy"), fixed_raw[rows])
+      np.save(os.path.join(directory, "corrected_joints.npy"), fixed_joints[rows])
+    for i in range(num_samples):
+      r = p * num_samples + i
+      entry = {"index": i, "physics": physics[r]}
+      clips, titles = [joints[r]], [f"{prompt} (#{i})"]
+      if correct:
+        entry["corrected_physics"] = fixed_physics[r]
+        entry["corrector"] = {k: outputs.to_jsonable(v[r]) for k, v in info.items()
+                              if np.ndim(v) >= 1 and len(v) == len(captions)}
+        clips.append(fixed_joints[r])
+        titles = [f"sampled #{i}", f"corrected #{i}"]
+      render.render_motions(clips, titles, os.path.join(directory, f"sample_{i}.gif"), fps=FPS)
+      report["samples"].append(entry)
+    outputs.write_json(os.path.join(directory, "physics.json"), report)
+    written[prompt] = directory
+  return {"generation": number, "checkpoint": state_dir, "prompts": written}
+
+
+def _physics_rows(joints: np.ndarray, lengths: np.ndarray) -> list[dict[str, float]]:
+  from selfconsume.physics import metrics as physics_metrics  # pylint: disable=g-import-not-at-top
+  values = physics_metrics.physics_metrics(jnp.asarray(joints), jnp.asarray(lengths))
+  values = {k: np.asarray(v) for k, v in values.items()}
+  return [{k: float(v[i]) for k, v in values.items()} for i in range(len(lengths))]
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    if not _WORKDIR.value:
+      raise errors.ConfigError("--workdir is required")
+    if bool(_TEXT.value) == bool(_PROMPTS_FILE.value):
+      raise errors.ConfigError("give exactly one of --text and --prompts_file")
+    if _PROMPTS_FILE.value:
+      try:
+        with open(_PROMPTS_FILE.value) as f:
+          prompts = [line for line in f if line.strip()]
+      except OSError as e:
+        raise errors.DataError(f"--prompts_file={_PROMPTS_FILE.value!r}: {e}") from e
+    else:
+      prompts = [_TEXT.value]
+    result = sample_prompts(
+        _WORKDIR.value, prompts, variant=_VARIANT.value, generation=_GENERATION.value,
+        num_samples=_NUM_SAMPLES.value, length_s=_LENGTH_S.value, guidance=_GUIDANCE.value,
+        correct=_CORRECT.value, seed=_SEED.value, n=_N.value, synthetic_ratio=_LAMBDA.value,
+        out_dir=_OUT.value)
+  except (errors.ConfigError, errors.DataError, errors.CheckpointError,
+          errors.NonFiniteError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  for prompt, directory in result["prompts"].items():
+    print(f"{prompt!r} -> {directory}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,67 @@
+"""Data parallelism with jax.sharding: one mesh axis 'data' over all devices.
+
+Batches are split along their leading axis across the devices; parameters and optimizer
+state are replicated. jit then inserts the gradient all-reduce itself, so `train_step` is
+the same function on 1 or N devices.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
+
+from selfconsume.errors import ConfigError
+
+DATA_AXIS = "data"
+
+
+def initialize_distributed(enabled: bool) -> None:
+  """Calls jax.distributed.initialize() for multi-host TPU/GPU runs (config.train.multi_host).
+
+  Must run before any other JAX call; the coordinator address and process ids come from the
+  cluster environment (TPU pods, SLURM, ...). A no-op when `enabled` is False.
+  """
+  if enabled:
+    jax.distributed.initialize()
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A 1-D mesh with axis 'data' over `devices` (default: all devices of all hosts)."""
+  devices = jax.devices() if devices is None else list(devices)
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading (batch) axis split over the 'data' axis, other axes whole."""
+  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  """The same full copy on every device of the mesh."""
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+  """Raises ConfigError unless `batch_size` splits evenly over the mesh's devices."""
+  n = mesh.devices.size
+  if batch_size % n:
+    raise ConfigError(f"config.train.batch_size ({batch_size}) must be divisible by the "
+                      f"number of devices ({n})")
+
+
+def shard_batch(batch: Any, mesh: Mesh) -> Any:
+  """Places every array of a batch pytree (leading axis B) split over the mesh."""
+  sharding = batch_sharding(mesh)
+  for leaf in jax.tree.leaves(batch):
+    check_batch_size(leaf.shape[0], mesh)
+  return jax.device_put(batch, sharding)
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+  """Places a pytree (train state, data buffer) fully on every device of the mesh."""
+  return jax.device_put(tree, replicated(mesh))

@@ -1,0 +1,223 @@
+"""The physics corrector: each motion is replaced by a simulated humanoid's imitation of it.
+
+correct(key, motions, lengths, params) works on raw (denormalised) 263-d features, as the
+self-correcting loop holds them; correct_joints(...) is the same on joint positions (the
+features' floor/heading canonicalisation would hide injected float/sink artefacts, so
+tests of those work here).
+
+Pipeline per batch: joints -> (optionally low-passed) tracking targets by inverse kinematics
+-> PD-tracking rollout of the whole batch in MuJoCo XLA (`rollout`) -> optional refinement
+passes -> simulated joints. Refinement is iterative learning control: each pass runs the
+same compiled rollout again with the PD targets offset by the joint-rotation error the
+previous pass left (an optax SGD step with the tracking residual as the update direction),
+so it costs no extra compilation.
+
+Samples are then replaced by their corrected versions with probability gamma / (1 + gamma);
+samples whose simulation (or input) is not finite are flagged and handled by
+`params.nonfinite` ('keep' = keep the uncorrected motion, 'drop' = zeros and keep=False),
+so no NaN ever leaves this module.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from selfconsume.motion import features as features_lib
+from selfconsume.physics import params as params_lib
+from selfconsume.physics import retarget
+from selfconsume.physics import rollout as rollout_lib
+from selfconsume.physics.params import CorrectorParams
+
+
+def _as_params(params: CorrectorParams | Any | None) -> CorrectorParams:
+  if isinstance(params, CorrectorParams):
+    return params.validate()
+  return params_lib.from_config(params)
+
+
+def _edge_pad(joints: jax.Array, lengths: jax.Array) -> jax.Array:
+  """Frames >= length repeat the last valid frame: (B, F, 22, 3)."""
+  frames = joints.shape[1]
+  idx = jnp.minimum(jnp.arange(frames)[None, :], jnp.maximum(lengths, 1)[:, None] - 1)
+  return jnp.take_along_axis(joints, idx[:, :, None, None], axis=1)
+
+
+def _smooth_time(joints: jax.Array, sigma: float) -> jax.Array:
+  """Zero-phase Gaussian low-pass over frames (edge-padded), (B, F, 22, 3)."""
+  if sigma <= 0:
+    return joints
+  radius = int(math.ceil(3 * sigma))
+  taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+  taps = jnp.asarray(taps / taps.sum(), joints.dtype)
+  padded = jnp.concatenate([jnp.repeat(joints[:, :1], radius, axis=1), joints,
+                            jnp.repeat(joints[:, -1:], radius, axis=1)], axis=1)
+  frames = joints.shape[1]
+  return sum(taps[k] * padded[:, k:k + frames] for k in range(2 * radius + 1))
+
+
+def _valid(lengths: jax.Array, frames: int) -> jax.Array:
+  return jnp.arange(frames)[None, :] < lengths[:, None]
+
+
+def _mean_joint_error(a: jax.Array, b: jax.Array, mask: jax.Array) -> jax.Array:
+  err = jnp.linalg.norm(a - b, axis=-1).mean(axis=-1)
+  err = jnp.where(mask, err, 0.0)
+  return jnp.sum(err, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1)
+
+
+def select_outputs(original: jax.Array, corrected: jax.Array, replaced: jax.Array,
+                   nonfinite: jax.Array, policy: str) -> tuple[jax.Array, jax.Array]:
+  """Mixes corrected and original samples and removes non-finite ones.
+
+  Args:
+    original, corrected: (B, ...) samples.
+    replaced: (B,) bool, take the corrected sample.
+    nonfinite: (B,) bool, the corrected sample is not usable.
+    policy: 'keep' (use the original instead; dropped anyway if the original is itself
+      not finite) or 'drop'.
+
+  Returns:
+    outputs (B, ...) with no NaN/inf, and keep (B,) bool (False = dropped, zeros).
+  """
+  axes = tuple(range(1, original.ndim))
+  original_ok = jnp.all(jnp.isfinite(original), axis=axes)
+  use_corrected = replaced & ~nonfinite
+  if policy == "keep":
+    keep = use_corrected | original_ok
+  elif policy == "drop":
+    keep = jnp.where(replaced, ~nonfinite, original_ok)
+  else:
+    raise ValueError(f"unknown non-finite policy {policy!r}")
+  shape = (-1,) + (1,) * (original.ndim - 1)
+  out = jnp.where(use_corrected.reshape(shape), jnp.nan_to_num(corrected),
+                  jnp.nan_to_num(original))
+  return jnp.where(keep.reshape(shape), out, 0.0), keep
+
+
+def replacement_mask(key: jax.Array, batch: int, gamma: float) -> jax.Array:
+  """(batch,) bool: each True with probability gamma / (1 + gamma) (all True for inf)."""
+  if math.isinf(gamma):
+    return jnp.ones((batch,), bool)
+  return jax.random.uniform(key, (batch,)) < gamma / (1.0 + gamma)
+
+
+def simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
+             ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Tracks every motion in the humanoid simulator (no mixing, no NaN handling).
+
+  Args:
+    joints: (B, F, 22, 3) joint positions (metres, Y up, ground y = 0).
+    lengths: (B,) valid frames.
+    params: corrector settings.
+
+  Returns:
+    simulated joints (B, F, 22, 3) (frames >= length zero) and a dict of (B,) arrays:
+    tracking_error_m (mean joint distance to the input), tracking_error_unrefined_m (the
+    same before refinement), fell, residual_force (mean residual root force / body weight),
+    nonfinite.
+  """
+  joints = jnp.asarray(joints, jnp.float32)
+  lengths = jnp.asarray(lengths, jnp.int32)
+  frames = joints.shape[1]
+  mask = _valid(lengths, frames)
+  padded = _edge_pad(joints, lengths)
+  targets = rollout_lib.targets_from_joints(_smooth_time(padded, params.reference_sigma))
+  run = rollout_lib.make_rollout(params)
+  offsets = jnp.zeros(targets.local_quat.shape[:-1] + (3,), jnp.float32)
+  out = run(targets, offsets)
+  unrefined = _mean_joint_error(out.joints, padded, mask)
+  if params.refine_iterations:
+    optimizer = optax.sgd(params.refine_rate)
+    opt_state = optimizer.init(offsets)
+    best_err, best = unrefined, out
+    for _ in range(params.refine_iterations):
+      # Update direction: rotation still missing from the achieved local rotations (the
+      # descent direction of the squared joint-rotation error w.r.t. the target offsets,
+      # taking the simulator's response to a target change as identity).
+      residual = retarget.quat_to_rotvec(retarget.quat_mul(
+          retarget.quat_conj(out.local_quat), targets.local_quat))
+      residual = jnp.where(mask[..., None, None], residual, 0.0)
+      updates, opt_state = optimizer.update(-residual, opt_state, offsets)
+      offsets = optax.apply_updates(offsets, updates)
+      out = run(targets, offsets)
+      err = _mean_joint_error(out.joints, padded, mask)
+      better = (err < best_err)
+      best_err = jnp.where(better, err, best_err)
+      best = jax.tree.map(
+          lambda new, old: jnp.where(better.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
+          out, best)
+    out = best
+  sim = jnp.where(mask[..., None, None], out.joints, 0.0)
+  error = _mean_joint_error(out.joints, padded, mask)
+  root_h = out.joints[..., 0, 1]
+  target_h = padded[..., 0, 1]
+  fell = jnp.any(mask & (root_h < params.fall_height_ratio * target_h), axis=1)
+  residual = jnp.sum(jnp.where(mask, out.residual, 0.0), 1) / jnp.maximum(mask.sum(1), 1)
+  nonfinite = ~jnp.all(jnp.isfinite(out.joints), axis=(1, 2, 3))
+  return sim, {"tracking_error_m": error, "tracking_error_unrefined_m": unrefined,
+               "fell": fell, "residual_force": residual, "nonfinite": nonfinite}
+
+
+def correct_joints(key: jax.Array, joints: jax.Array, lengths: jax.Array,
+                   params: CorrectorParams | Any | None = None
+                   ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Physics correction of joint-position motions.
+
+  Args:
+    key: PRNG key (which samples are replaced when gamma < inf).
+    joints: (B, F, 22, 3) joint positions, frames >= length ignored.
+    lengths: (B,) int valid frames.
+    params: CorrectorParams, or a ConfigDict / mapping of its fields (None = defaults).
+
+  Returns:
+    corrected (B, F, 22, 3) (frames >= length zero; never NaN) and info, a dict of (B,)
+    arrays: tracking_error_m, tracking_error_unrefined_m, fell, residual_force, nonfinite,
+    replaced (the corrected version was taken), keep (False = dropped, zeros).
+  """
+  params = _as_params(params)
+  joints = jnp.asarray(joints, jnp.float32)
+  lengths = jnp.asarray(lengths, jnp.int32)
+  sim, info = simulate(joints, lengths, params)
+  replaced = replacement_mask(key, joints.shape[0], params.gamma)
+  original = jnp.where(_valid(lengths, joints.shape[1])[..., None, None], joints, 0.0)
+  out, keep = select_outputs(original, sim, replaced, info["nonfinite"], params.nonfinite)
+  info = dict(info, replaced=replaced & ~info["nonfinite"], keep=keep)
+  return out, info
+
+
+def correct(key: jax.Array, motions: jax.Array, lengths: jax.Array,
+            params: CorrectorParams | Any | None = None
+            ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Physics correction of HumanML3D feature motions (the loop's correction function).
+
+  Args:
+    key: PRNG key.
+    motions: (B, F, 263) raw (denormalised) features, rows >= length zero.
+    lengths: (B,) int valid feature rows.
+    params: CorrectorParams or a ConfigDict / mapping of its fields (None = defaults).
+
+  Returns:
+    corrected (B, F, 263) raw features (rows >= length zero, never NaN; dropped samples are
+    all zeros) and info: dict of (B,) arrays tracking_error_m, tracking_error_unrefined_m,
+    fell, residual_force, nonfinite, replaced, keep.
+  """
+  motions = jnp.asarray(motions, jnp.float32)
+  lengths = jnp.asarray(lengths, jnp.int32)
+  # n feature rows come from n + 1 joint frames; simulate all of them.
+  joints = features_lib.features_to_joints(motions, lengths, with_last_frame=True)
+  corrected_joints, info = correct_joints(key, joints, lengths + 1, params)
+  feats = jax.vmap(features_lib.joints_to_features)(
+      _edge_pad(corrected_joints, lengths + 1), lengths + 1)
+  keep = info["keep"]
+  feats = jnp.where(keep[:, None, None] & _valid(lengths, motions.shape[1])[..., None],
+                    jnp.nan_to_num(feats), 0.0)
+  # Samples not replaced keep their exact original features (not a round trip).
+  take = info["replaced"][:, None, None]
+  original = jnp.where(keep[:, None, None], jnp.nan_to_num(motions), 0.0)
+  return jnp.where(take, feats, original), info

@@ -1,0 +1,111 @@
+"""Settings of the physics corrector, as one frozen (hashable) dataclass.
+
+Hashable so that jitted rollouts can be cached per setting; `from_config` reads them from an
+ml_collections ConfigDict (or any mapping) and names the offending field on bad values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping
+
+from selfconsume import errors
+from selfconsume.physics import humanoid
+
+BACKENDS = ("mjx",)
+NONFINITE_POLICIES = ("keep", "drop")
+
+
+@dataclasses.dataclass(frozen=True)
+class CorrectorParams:
+  """How motions are simulated and corrected.
+
+  Attributes:
+    backend: physics pipeline; 'mjx' (MuJoCo XLA on the brax System). Brax's own
+      generalized / positional / spring pipelines reject ball joints (see benchmarks/corrector.py).
+    fps: frame rate of the motions.
+    substeps: simulation steps per motion frame (timestep = 1 / (fps * substeps)).
+    reference_sigma: std (frames) of a zero-phase Gaussian low-pass applied to the joint
+      positions before they become PD targets: the controller's bandwidth (~3 Hz at 1 frame,
+      20 fps); 0 tracks the raw reference.
+    stiffness: multiplier on the per-joint PD stiffness table of `humanoid`.
+    damping_ratio: PD damping relative to critical for each joint's inertia.
+    gravity_compensation: add the model's bias forces (gravity, Coriolis) to the joint torques.
+    root_frequency: natural frequency (rad/s) of the residual root PD (force and torque).
+    max_root_force_xz: bound on the horizontal residual force, as a share of body weight.
+    max_root_force_y: bound on the vertical residual force (either sign), share of body weight.
+      Below 1 so the humanoid cannot float: its weight has to rest on the floor.
+    max_root_torque: bound (N m) on the residual torque that keeps the trunk oriented.
+    refine_iterations: iterative-learning refinement passes over the PD targets (0 = plain PD).
+    refine_rate: step size of the refinement (optax SGD learning rate).
+    gamma: correction strength; each sample is replaced by its corrected version with
+      probability gamma / (1 + gamma); math.inf replaces all.
+    nonfinite: what to do with samples whose simulation is not finite: 'keep' the uncorrected
+      motion, or 'drop' it (its length is set to 0 and its frames to zeros).
+    fall_height_ratio: a sample "fell" when the simulated pelvis height drops below this
+      share of the target pelvis height on any frame.
+    contact_radius, friction, armature, solver_iterations: see `humanoid.HumanoidSpec`.
+  """
+  backend: str = "mjx"
+  fps: float = 20.0
+  substeps: int = 10
+  reference_sigma: float = 1.0
+  stiffness: float = 1.0
+  damping_ratio: float = 1.0
+  gravity_compensation: bool = True
+  root_frequency: float = 10.0
+  max_root_force_xz: float = 0.15
+  max_root_force_y: float = 0.3
+  max_root_torque: float = 300.0
+  refine_iterations: int = 0
+  refine_rate: float = 0.7
+  gamma: float = math.inf
+  nonfinite: str = "keep"
+  fall_height_ratio: float = 0.6
+  contact_radius: float = 0.02
+  friction: float = 1.0
+  armature: float = 0.02
+  solver_iterations: int = 4
+
+  @property
+  def frame_dt(self) -> float:
+    return 1.0 / self.fps
+
+  @property
+  def spec(self) -> humanoid.HumanoidSpec:
+    return humanoid.HumanoidSpec(
+        timestep=self.frame_dt / self.substeps, contact_radius=self.contact_radius,
+        friction=self.friction, armature=self.armature,
+        solver_iterations=self.solver_iterations)
+
+  def validate(self) -> CorrectorParams:
+    if self.backend not in BACKENDS:
+      raise errors.ConfigError(
+          f"physics.backend={self.backend!r}: expected one of {BACKENDS} (brax's generalized, "
+          "positional and spring pipelines do not support the humanoid's ball joints)")
+    if self.nonfinite not in NONFINITE_POLICIES:
+      raise errors.ConfigError(
+          f"physics.nonfinite={self.nonfinite!r}: expected one of {NONFINITE_POLICIES}")
+    if self.substeps < 1 or self.fps <= 0:
+      raise errors.ConfigError(
+          f"physics.substeps={self.substeps}, physics.fps={self.fps}: expected >= 1 and > 0")
+    if not self.gamma >= 0:
+      raise errors.ConfigError(f"physics.gamma={self.gamma}: expected >= 0 (inf = replace all)")
+    if self.refine_iterations < 0:
+      raise errors.ConfigError(
+          f"physics.refine_iterations={self.refine_iterations}: expected >= 0")
+    return self
+
+
+def from_config(config: Mapping[str, Any] | None = None, **overrides) -> CorrectorParams:
+  """CorrectorParams from a ConfigDict / mapping of field names (unknown names are errors)."""
+  values = dict(config or {})
+  values.update(overrides)
+  known = {f.name for f in dataclasses.fields(CorrectorParams)}
+  unknown = sorted(set(values) - known)
+  if unknown:
+    raise errors.ConfigError(f"physics config: unknown fields {unknown}; known: {sorted(known)}")
+  if "gamma" in values and isinstance(values["gamma"], str):
+    values["gamma"] = float(values["gamma"])
+  return CorrectorParams(**values).validate()

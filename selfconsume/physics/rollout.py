@@ -1,0 +1,230 @@
+"""The PD-tracking rollout: the humanoid follows a motion's targets in MuJoCo XLA.
+
+Per motion frame the simulator takes `substeps` steps; each step applies, as generalized
+forces, (a) PD torques on every ball joint toward the target local rotation (interpolated
+inside the frame at the target's angular velocity), plus the model's bias forces (gravity
+compensation), and (b) a bounded residual force and torque on the free root toward the
+target root trajectory (residual force control). The vertical residual force is bounded
+below body weight, so the body's weight must rest on the floor: it cannot float, and the
+floor's contacts keep it from sinking; feet in contact are held by friction, so they cannot
+skate unless the residual force pulls harder than friction allows.
+
+Everything is a pure jnp function of one motion; `make_rollout` vmaps it over the batch
+and jit-compiles it once per (params, batch, frames).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from mujoco import mjx
+
+from selfconsume.physics import humanoid
+from selfconsume.physics import retarget
+from selfconsume.physics.params import CorrectorParams
+
+GRAVITY = 9.81
+MAX_OMEGA_DT = 0.6
+
+
+class Targets(NamedTuple):
+  """Tracking targets of one motion (add a leading batch axis for batches).
+
+  root_pos: (F, 3); root_quat: (F, 4); local_quat: (F, NUM_BALLS, 4) (see `retarget`).
+  """
+  root_pos: jax.Array
+  root_quat: jax.Array
+  local_quat: jax.Array
+
+
+class Control(NamedTuple):
+  """Controller settings passed to the compiled rollout as arrays (changing them does not
+  recompile). kp, kd, compensate: (NUM_BALLS, 3); the rest are scalars."""
+  kp: jax.Array
+  kd: jax.Array
+  compensate: jax.Array
+  root_frequency: jax.Array
+  max_force_xz: jax.Array
+  max_force_y: jax.Array
+  max_torque: jax.Array
+
+
+class Rollout(NamedTuple):
+  """What a rollout records per frame (leading batch axis when vmapped).
+
+  joints: (F, 22, 3) simulated joint positions at each frame's time.
+  local_quat: (F, NUM_BALLS, 4) simulated local rotations (for refinement).
+  residual: (F,) residual root force magnitude / body weight.
+  """
+  joints: jax.Array
+  local_quat: jax.Array
+  residual: jax.Array
+
+
+def targets_from_joints(joints: jax.Array) -> Targets:
+  """Targets (leading axes kept) from joint positions (..., F, 22, 3)."""
+  return Targets(*retarget.joints_to_targets(joints))
+
+
+def _angular_velocity(quat: jax.Array, dt: float) -> jax.Array:
+  """Body-frame angular velocity (F, ..., 3) taking each frame to the next; 0 at the end."""
+  delta = retarget.quat_to_rotvec(retarget.quat_mul(retarget.quat_conj(quat[:-1]), quat[1:]))
+  return jnp.concatenate([delta / dt, jnp.zeros_like(delta[:1])], axis=0)
+
+
+def _clip_norm(v: jax.Array, bound: float) -> jax.Array:
+  norm = jnp.sqrt(jnp.sum(v * v, axis=-1, keepdims=True) + 1e-12)
+  return v * jnp.minimum(1.0, bound / norm)
+
+
+def gains(params: CorrectorParams, index: humanoid.ModelIndex) -> tuple[np.ndarray, np.ndarray]:
+  """PD gains (kp, kd), each (NUM_BALLS, 3), per ball dof.
+
+  Stiffness is capped so that no dof's natural frequency exceeds MAX_OMEGA_DT / timestep
+  (the explicit spring stays stable); damping is critical-relative for each dof's inertia and
+  is integrated implicitly by the simulator (set as the model's dof damping).
+  """
+  inertia = index.dof_inertia
+  timestep = params.frame_dt / params.substeps
+  kp = np.minimum(params.stiffness * index.kp[:, None],
+                  (MAX_OMEGA_DT / timestep) ** 2 * inertia)
+  kd = 2.0 * params.damping_ratio * np.sqrt(kp * inertia)
+  return kp.astype(np.float32), kd.astype(np.float32)
+
+
+# Joints whose bias forces are compensated: not the legs, which carry the body in stance
+# (compensating a stance leg's own weight would push its foot off the floor).
+_UNCOMPENSATED = (1, 2, 4, 5, 7, 8)
+
+
+def make_control(params: CorrectorParams) -> Control:
+  """The rollout's Control from corrector settings."""
+  index = humanoid.model_index(params.spec)
+  kp, kd = gains(params, index)
+  comp = np.array([[0.0 if j in _UNCOMPENSATED else 1.0] * 3 for j in humanoid.BALL_JOINTS],
+                  np.float32) * float(params.gravity_compensation)
+  f32 = lambda x: jnp.asarray(x, jnp.float32)
+  return Control(kp=f32(kp), kd=f32(kd), compensate=f32(comp),
+                 root_frequency=f32(params.root_frequency),
+                 max_force_xz=f32(params.max_root_force_xz),
+                 max_force_y=f32(params.max_root_force_y),
+                 max_torque=f32(params.max_root_torque))
+
+
+def track_one(system, params: CorrectorParams, control: Control, targets: Targets,
+              offsets: jax.Array | None = None) -> Rollout:
+  """PD-tracking rollout of one motion.
+
+  Args:
+    system: the brax System (an mjx.Model) of `humanoid.brax_system(params.spec)`.
+    params: corrector settings (only the static ones are read: spec, fps, substeps).
+    control: controller gains and bounds.
+    targets: Targets with (F, ...) arrays.
+    offsets: optional (F, NUM_BALLS, 3) rotation vectors composed onto the target local
+      rotations (the refinement's correction of the PD targets).
+
+  Returns:
+    Rollout with (F, ...) arrays.
+  """
+  index = humanoid.model_index(params.spec)
+  dt = params.frame_dt
+  substeps = params.substeps
+  kp, kd = control.kp, control.kd
+  # The PD damping is the model's dof damping, which the Euler integrator treats implicitly.
+  ball_dof_flat = index.ball_dof.reshape(-1)
+  system = system.replace(
+      dof_damping=jnp.zeros(system.nv, jnp.float32).at[ball_dof_flat].set(kd.reshape(-1)))
+  ball_qpos = jnp.asarray(index.ball_qpos)
+  ball_dof = jnp.asarray(index.ball_dof).reshape(-1)
+  mass = index.total_mass
+  weight = mass * GRAVITY
+  root_rot_inertia = mass * 0.15  # ~ m r^2 of the body about the pelvis, r ~ 0.4 m
+  wr = control.root_frequency
+
+  local_target = targets.local_quat
+  if offsets is not None:
+    local_target = retarget.quat_mul(local_target, retarget.rotvec_to_quat(offsets))
+  local_vel = _angular_velocity(local_target, dt)
+  root_vel = jnp.concatenate(
+      [(targets.root_pos[1:] - targets.root_pos[:-1]) / dt, jnp.zeros((1, 3))], axis=0)
+  root_ang = _angular_velocity(targets.root_quat, dt)
+
+  # Start on the first target pose, raised out of the floor if it starts inside it.
+  first = retarget.forward_kinematics(targets.root_pos[0], targets.root_quat[0],
+                                      local_target[0])
+  lift = jnp.maximum(0.0, -jnp.min(first[:, 1]))
+  qpos = jnp.zeros(system.nq).at[0:3].set(targets.root_pos[0] + jnp.array([0.0, 1.0, 0.0]) * lift)
+  qpos = qpos.at[3:7].set(targets.root_quat[0]).at[ball_qpos.reshape(-1)].set(
+      local_target[0].reshape(-1))
+  qvel = jnp.zeros(system.nv).at[0:3].set(root_vel[0]).at[3:6].set(root_ang[0])
+  qvel = qvel.at[ball_dof].set(local_vel[0].reshape(-1))
+  data = mjx.make_data(system).replace(qpos=qpos, qvel=qvel)
+  data = mjx.forward(system, data)
+
+  def substep(carry, s, frame):
+    data = carry
+    q_tgt, w_tgt, p_tgt, v_tgt, r_tgt, rw_tgt = frame
+    tau_frac = s * dt
+    # Joint PD toward the target interpolated at the target's angular velocity; the
+    # -kd * w part is the model's implicit dof damping.
+    q = data.qpos[ball_qpos]
+    q_now = retarget.quat_mul(q_tgt, retarget.rotvec_to_quat(w_tgt * tau_frac))
+    err = retarget.quat_to_rotvec(retarget.quat_mul(retarget.quat_conj(q), q_now))
+    tau = kp * err + kd * w_tgt
+    tau = tau + control.compensate * data.qfrc_bias[ball_dof].reshape(-1, 3)
+    # Residual root force (world frame) and torque (body frame), bounded.
+    p_now = p_tgt + v_tgt * tau_frac
+    force = mass * (wr * wr * (p_now - data.qpos[0:3]) + 2.0 * wr * (v_tgt - data.qvel[0:3]))
+    force_xz = _clip_norm(force[jnp.array([0, 2])], control.max_force_xz * weight)
+    force_y = jnp.clip(force[1], -control.max_force_y * weight, control.max_force_y * weight)
+    force = jnp.stack([force_xz[0], force_y, force_xz[1]])
+    r_now = retarget.quat_mul(r_tgt, retarget.rotvec_to_quat(rw_tgt * tau_frac))
+    r_err = retarget.quat_to_rotvec(retarget.quat_mul(retarget.quat_conj(data.qpos[3:7]), r_now))
+    torque = root_rot_inertia * (wr * wr * r_err + 2.0 * wr * (rw_tgt - data.qvel[3:6]))
+    torque = _clip_norm(torque, control.max_torque)
+    applied = jnp.zeros(system.nv).at[ball_dof].set(tau.reshape(-1))
+    applied = applied.at[0:3].set(force).at[3:6].set(torque)
+    data = mjx.step(system, data.replace(qfrc_applied=applied))
+    return data, jnp.sqrt(jnp.sum(force * force)) / weight
+
+  def frame_step(data, frame):
+    joints = retarget.forward_kinematics(data.qpos[0:3], data.qpos[3:7], data.qpos[ball_qpos])
+    local = data.qpos[ball_qpos]
+    fractions = jnp.arange(substeps, dtype=jnp.float32) / substeps
+    data, residual = jax.lax.scan(lambda d, s: substep(d, s, frame), data, fractions)
+    return data, Rollout(joints=joints, local_quat=local, residual=jnp.mean(residual))
+
+  frames = (local_target, local_vel, targets.root_pos, root_vel, targets.root_quat, root_ang)
+  _, out = jax.lax.scan(frame_step, data, frames)
+  return out
+
+
+def static_part(params: CorrectorParams) -> CorrectorParams:
+  """The settings the compiled rollout depends on (others are passed as `Control`)."""
+  return CorrectorParams(fps=params.fps, substeps=params.substeps,
+                         contact_radius=params.contact_radius, friction=params.friction,
+                         armature=params.armature, solver_iterations=params.solver_iterations)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(static: CorrectorParams):
+  system = humanoid.brax_system(static.spec)
+
+  def batched(control: Control, targets: Targets, offsets: jax.Array) -> Rollout:
+    return jax.vmap(lambda t, o: track_one(system, static, control, t, o))(targets, offsets)
+
+  return jax.jit(batched)
+
+
+def make_rollout(params: CorrectorParams):
+  """A jitted batched rollout: (Targets (B, F, ...), offsets (B, F, NUM_BALLS, 3)) -> Rollout.
+
+  Compiled once per static settings and shape; gains and bounds are runtime inputs.
+  """
+  control = make_control(params)
+  compiled = _compiled(static_part(params))
+  return lambda targets, offsets: compiled(control, targets, offsets)

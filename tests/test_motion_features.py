@@ -1,0 +1,217 @@
+"""HumanML3D features: agreement with an independent float64 numpy transcription of
+HumanML3D's process_file, and the joints <-> features round trips."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter1d
+
+from selfconsume.motion import features
+from selfconsume.motion import rotations
+from selfconsume.motion import skeleton
+
+
+# ---------------------------------------------------------------- numpy reference (float64)
+def _np_qmul(a, b):
+  aw, ax, ay, az = np.moveaxis(a, -1, 0)
+  bw, bx, by, bz = np.moveaxis(b, -1, 0)
+  return np.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+                   aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw],
+                  -1)
+
+
+def _np_qinv(q):
+  return q * np.array([1, -1, -1, -1.0])
+
+
+def _np_qrot(q, v):
+  q, v = np.broadcast_arrays(q, np.concatenate([np.zeros_like(v[..., :1]), v], -1))
+  return _np_qmul(_np_qmul(q, v), _np_qinv(q))[..., 1:]
+
+
+def _np_qbetween(v0, v1):
+  v = np.cross(v0, v1)
+  w = np.sqrt((v0 ** 2).sum(-1, keepdims=True) * (v1 ** 2).sum(-1, keepdims=True))
+  q = np.concatenate([w + (v0 * v1).sum(-1, keepdims=True), v], -1)
+  return q / np.linalg.norm(q, axis=-1, keepdims=True)
+
+
+def _np_quat_to_matrix(q):
+  w, x, y, z = np.moveaxis(q, -1, 0)
+  return np.stack([
+      np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+      np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+      np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)], -2)
+
+
+def _unit(v):
+  return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def reference_features(joints: np.ndarray) -> np.ndarray:
+  """HumanML3D's process_file (no retargeting), written from its published formulas."""
+  p = joints.astype(np.float64).copy()
+  p[..., 1] -= p.min(axis=(0, 1))[1]
+  p = p - p[0, 0] * np.array([1, 0, 1.0])
+  across = (p[0, 2] - p[0, 1]) + (p[0, 17] - p[0, 16])
+  fwd = _unit(np.cross([0, 1, 0.0], _unit(across)))
+  p = _np_qrot(_np_qbetween(fwd, np.array([0, 0, 1.0])), p)
+  glob = p.copy()
+  feet = []
+  for ids in ((7, 10), (8, 11)):
+    feet.append((((p[1:, ids] - p[:-1, ids]) ** 2).sum(-1) < 0.002).astype(np.float64))
+  # inverse kinematics, smoothed forward
+  across = (p[:, 1] - p[:, 2]) + (p[:, 17] - p[:, 16])
+  fwd = np.cross(np.array([[0, 1, 0.0]]), _unit(across))
+  fwd = _unit(gaussian_filter1d(fwd, 20, axis=0, mode="nearest"))
+  r_rot = _np_qbetween(fwd, np.tile([0, 0, 1.0], (len(fwd), 1)))
+  quats = np.zeros(p.shape[:-1] + (4,))
+  quats[:, 0] = r_rot
+  for chain in skeleton.KINEMATIC_CHAINS:
+    rot = r_rot
+    for a, b in zip(chain[:-1], chain[1:]):
+      u = np.tile(skeleton.RAW_OFFSETS[b].astype(np.float64), (len(p), 1))
+      arc = _np_qbetween(u, _unit(p[:, b] - p[:, a]))
+      local = _np_qmul(_np_qinv(rot), arc)
+      quats[:, b] = local
+      rot = _np_qmul(rot, local)
+  mats = _np_quat_to_matrix(quats)
+  cont6d = np.concatenate([mats[..., 0], mats[..., 1]], -1)
+  vel = _np_qrot(r_rot[1:], p[1:, 0] - p[:-1, 0])
+  r_vel = np.arcsin(_np_qmul(r_rot[1:], _np_qinv(r_rot[:-1]))[:, 2:3])
+  ric = p.copy()
+  ric[..., 0] -= p[:, 0:1, 0]
+  ric[..., 2] -= p[:, 0:1, 2]
+  ric = _np_qrot(r_rot[:, None], ric)
+  local_vel = _np_qrot(r_rot[:-1, None], glob[1:] - glob[:-1])
+  n = len(p) - 1
+  return np.concatenate([r_vel, vel[:, [0, 2]], ric[:-1, 0, 1:2], ric[:-1, 1:].reshape(n, -1),
+                         cont6d[:-1, 1:].reshape(n, -1), local_vel.reshape(n, -1),
+                         feet[0], feet[1]], -1)
+
+
+# ---------------------------------------------------------------- fixtures
+def _wandering_motion(num_frames: int, seed: int) -> np.ndarray:
+  """Rest pose walking along a curve with noisy joints (bone lengths need not be constant)."""
+  rng = np.random.default_rng(seed)
+  rest = skeleton.rest_pose().astype(np.float64)
+  yaw = 2.5 + np.cumsum(rng.normal(0, 0.04, num_frames))
+  frames = []
+  for t in range(num_frames):
+    c, s = np.cos(yaw[t]), np.sin(yaw[t])
+    rot = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+    pose = rest + rng.normal(0, 0.02, rest.shape)
+    frames.append(pose @ rot.T + [0.03 * t, 1.0 + 0.02 * np.sin(t / 4), -0.02 * t])
+  return np.asarray(frames, np.float32)
+
+
+@pytest.fixture(scope="module")
+def motions():
+  return [_wandering_motion(50, seed=1), _wandering_motion(44, seed=2)]
+
+
+@pytest.fixture(scope="module")
+def motion_features(motions):
+  return features.joints_to_features_list(motions)
+
+
+# ---------------------------------------------------------------- tests
+def test_layout_constants():
+  assert features.FEATURE_DIM == 263
+  assert (features.RIC.start, features.ROT6D.start, features.LOCAL_VEL.start,
+          features.FOOT_CONTACT.start) == (4, 67, 193, 259)
+
+
+def test_matches_numpy_reference(motions, motion_features):
+  for joints, feats in zip(motions, motion_features):
+    expected = reference_features(joints)
+    assert feats.shape == expected.shape == (len(joints) - 1, 263)
+    np.testing.assert_allclose(feats, expected, atol=2e-4)
+
+
+def test_round_trip_joints_features_joints(motions, motion_features):
+  recovered = features.features_to_joints_list(motion_features, with_last_frame=True)
+  targets = features.recoverable_frame_list(motions)
+  short = features.features_to_joints_list(motion_features)
+  for joints, back, target, first in zip(motions, recovered, targets, short):
+    assert back.shape == joints.shape
+    assert np.abs(back - target).max() < 1e-4
+    np.testing.assert_allclose(first, back[:-1], atol=1e-6)
+
+
+def test_round_trip_features_joints_features(motion_features):
+  joints = features.features_to_joints_list(motion_features, with_last_frame=True)
+  for again, feats in zip(features.joints_to_features_list(joints), motion_features):
+    assert np.abs(again - feats).max() < 1e-4
+
+
+def test_recovered_frame_is_canonical_up_to_a_yaw(motions):
+  canonical = np.asarray(jax.jit(features.canonicalize)(motions[0]))
+  framed = features.recoverable_frame_list(motions[:1])[0]
+  assert abs(canonical[..., 1].min()) < 1e-6
+  np.testing.assert_allclose(canonical[0, 0, [0, 2]], 0.0, atol=1e-6)
+  np.testing.assert_allclose(canonical[..., 1], framed[..., 1], atol=1e-5)
+  np.testing.assert_allclose(np.linalg.norm(canonical[..., [0, 2]], axis=-1),
+                             np.linalg.norm(framed[..., [0, 2]], axis=-1), atol=1e-5)
+
+
+def test_zero_padding_is_ignored(motions, motion_features):
+  batch = np.zeros((features.LIST_BATCH, features.LIST_JOINT_FRAMES, 22, 3), np.float32)
+  batch[0, :50] = motions[0]
+  batch[1, :44] = motions[1]
+  lengths = np.full((features.LIST_BATCH,), 2, np.int32)
+  lengths[:2] = [50, 44]
+  out = np.asarray(features.batch_joints_to_features(jnp.asarray(batch), jnp.asarray(lengths)))
+  assert out.shape == (features.LIST_BATCH, features.LIST_JOINT_FRAMES - 1, 263)
+  np.testing.assert_allclose(out[0, :49], motion_features[0], atol=1e-4)
+  np.testing.assert_allclose(out[1, :43], motion_features[1], atol=1e-4)
+  assert not out[0, 49:].any() and not out[1, 43:].any()
+  assert np.isfinite(out).all()
+
+
+def test_features_are_invariant_to_placement(motions, motion_features):
+  c, s = np.cos(1.3), np.sin(1.3)
+  yaw = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]], np.float32)
+  moved = motions[0] @ yaw.T + np.float32([4.0, 0.5, -2.0])
+  np.testing.assert_allclose(features.joints_to_features_list([moved])[0], motion_features[0],
+                             atol=2e-4)
+
+
+def test_facing_backwards_is_finite():
+  rest = skeleton.rest_pose()
+  # Body facing exactly -Z: HumanML3D's shortest arc is 0/0 here.
+  turned = rest * np.float32([-1, 1, -1])
+  motion = np.stack([turned + [0, 1, 0.01 * t] for t in range(10)]).astype(np.float32)
+  out = features.joints_to_features_list([motion])[0]
+  assert np.isfinite(out).all()
+  back = features.features_to_joints_list([out], with_last_frame=True)[0]
+  np.testing.assert_allclose(back, features.recoverable_frame_list([motion])[0], atol=1e-4)
+
+
+@jax.jit
+def _rotation_checks(q, v, a, b):
+  m = rotations.quaternion_to_matrix(q)
+  flip = rotations.qbetween(jnp.float32([[0, 0, 1]]), jnp.float32([[0, 0, -1]]))
+  arc = rotations.qbetween(a, b)
+  return dict(
+      rotated=rotations.qrot(q, v), by_matrix=jnp.einsum("bij,bj->bi", m, v), matrix=m,
+      via_6d=rotations.cont6d_to_matrix(rotations.matrix_to_cont6d(m)),
+      quat_back=rotations.matrix_to_quaternion(m), arc_a=rotations.qrot(arc, a),
+      flipped=rotations.qrot(flip, jnp.float32([[0, 0, 1]])))
+
+
+def test_rotation_helpers_agree():
+  rng = np.random.default_rng(0)
+  q = np.asarray(rng.normal(size=(16, 4)), np.float32)
+  q /= np.linalg.norm(q, axis=-1, keepdims=True)
+  v, a, b = (np.asarray(rng.normal(size=(16, 3)), np.float32) for _ in range(3))
+  out = jax.tree_util.tree_map(np.asarray, _rotation_checks(q, v, a, b))
+  np.testing.assert_allclose(out["rotated"], out["by_matrix"], atol=1e-5)
+  np.testing.assert_allclose(out["via_6d"], out["matrix"], atol=1e-5)
+  np.testing.assert_allclose(np.abs(np.sum(out["quat_back"] * q, -1)), 1.0, atol=1e-5)
+  unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+  np.testing.assert_allclose(unit(out["arc_a"]), unit(b), atol=1e-5)
+  np.testing.assert_allclose(out["flipped"], [[0, 0, -1]], atol=1e-6)
