@@ -1,0 +1,1 @@
+"""Speed benchmarks: `python -m benchmarks.NAME`; each prints one JSON line last."""

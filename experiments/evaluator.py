@@ -11,7 +11,6 @@ import time
 
 import jax
 import ml_collections
-import numpy as np
 
 from selfconsume import evaluation
 from selfconsume import outputs
@@ -20,32 +19,12 @@ from selfconsume.data import procedural
 from selfconsume.models import evaluator as evaluator_lib
 
 
-
 def procedural_families(dataset) -> list[tuple[str, ...]] | None:
-  """The action families of each motion of a procedural-corpus split, or None.
-
-  The corpus stores captions, not families, so the motions are drawn again with the corpus's
-  size and seed (motion i is the i-th draw, id f"{i:06d}"); the families are trusted only if
-  every redrawn caption list equals the one on disk. Any other dataset gives None.
-  """
-  manifest_path = os.path.join(dataset.root, procedural.MANIFEST)
-  if not os.path.exists(manifest_path):
+  """The action families of each motion of a procedural-corpus split (None for other data)."""
+  by_id = procedural.motion_families(dataset.root)
+  if by_id is None or any(motion_id not in by_id for motion_id in dataset.ids):
     return None
-  manifest = outputs.read_json(manifest_path)
-  if manifest.get("kind") != "selfconsume.procedural":
-    return None
-  rng = np.random.default_rng(manifest["seed"])
-  drawn = [procedural.sample_motion(rng)[1:] for _ in range(manifest["size"])]
-  families = []
-  for motion_id, captions in zip(dataset.ids, dataset.captions):
-    try:
-      redrawn_captions, motion_families = drawn[int(motion_id)]
-    except (ValueError, IndexError):
-      return None
-    if list(redrawn_captions) != list(captions):
-      return None
-    families.append(tuple(motion_families))
-  return families
+  return [by_id[motion_id] for motion_id in dataset.ids]
 
 
 def resolve_data_root(data: ml_collections.ConfigDict) -> str:

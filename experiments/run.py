@@ -14,6 +14,7 @@ one-line message instead of a traceback.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 
@@ -81,13 +82,61 @@ def main(argv):
     sys.exit(2)
 
 
+def _missing_override(argv) -> str | None:
+  """Names the first --config.a.b=... override whose field the config does not have."""
+  path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if path is None:
+    return None
+  path, _, preset = path.partition(":")
+  spec = importlib.util.spec_from_file_location("_config_for_error", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(preset)
+  for arg in argv:
+    if not arg.startswith("--config."):
+      continue
+    dotted = arg[len("--config."):].split("=", 1)[0]
+    node = config
+    for depth, field in enumerate(dotted.split(".")):
+      if not hasattr(node, "keys") or field not in node:
+        parent = ".".join(["config"] + dotted.split(".")[:depth])
+        known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "(not a group)"
+        return f"--config.{dotted}: {parent} has no field {field!r}; its fields are: {known}"
+      node = node[field]
+  return None
+
+
 def _parse_flags(argv):
   """absl's flag parser, with config mistakes reported as one line instead of a traceback."""
+  path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if path is not None and not os.path.isfile(path.partition(":")[0]):
+    print(f"error: --config: no config file {path.partition(':')[0]!r} "
+          f"(the configs are in experiments/configs/)", file=sys.stderr)
+    sys.exit(2)
   try:
     return flags.FLAGS(argv)
-  except flags.Error as e:
+  except errors.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  except (AttributeError, KeyError) as e:
+    try:
+      message = _missing_override(argv)
+    except Exception:  # pylint: disable=broad-except
+      message = None
+    print(f"error: {message or f'bad --config override: {e}'}", file=sys.stderr)
+  except (flags.Error, OSError) as e:
+    print(f"error: {_without_traceback(str(e))}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _without_traceback(message: str) -> str:
+  """The first and the last line of a message that embeds a traceback (absl does that)."""
+  lines = [line for line in message.splitlines() if line.strip()]
+  if len(lines) <= 2 or not any("Traceback" in l or "Attempted" in l for l in lines):
+    return message
+  last = lines[-1].strip()
+  if last.startswith("selfconsume.errors."):
+    last = last.split(": ", 1)[-1]
+  return f"{lines[0].rstrip(': ')}: {last}"
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ and captions with the evaluator, and returns
   diversity                mean distance of `diversity_pairs` (300) random pairs of motions
   multimodality            mean distance between generations of one prompt (if enabled)
   real_*                   the same retrieval / spread metrics for the real motions of the
-                           prompts (the reference a perfect generator would reach)
+                           prompts, and real_fid = FID(real motions of the prompts, all real
+                           motions): the values a perfect generator would reach
 
 each with a `_ci95` half-width over `config.num_repeats` repeats (0 for a single repeat).
 Repeats differ in the generation keys and in the random grouping / pairing; the prompts stay the

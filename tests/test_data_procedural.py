@@ -11,6 +11,7 @@ import pytest
 from selfconsume import outputs
 from selfconsume.data import humanml3d
 from selfconsume.data import procedural
+from selfconsume.errors import DataError
 from selfconsume.motion import features
 from selfconsume.motion import skeleton
 
@@ -54,6 +55,10 @@ def test_layout_and_load(corpus):
   line = open(os.path.join(corpus, "texts", ids[0] + ".txt")).readline().strip()
   caption, tokens, start, end = line.split("#")
   assert caption and "/" in tokens and float(start) == 0.0 and float(end) == 0.0
+  families = procedural.motion_families(corpus)
+  assert sorted(families) == ids
+  assert all(1 <= len(f) <= 2 and set(f) <= set(procedural.FAMILIES) for f in families.values())
+  assert procedural.motion_families(os.path.dirname(corpus)) is None
 
 
 def test_deterministic_by_seed():
@@ -75,7 +80,12 @@ def test_ensure_corpus_reuses_and_rebuilds(corpus, tmp_path):
   assert outputs.read_json(os.path.join(other, procedural.MANIFEST))["size"] == 20
   procedural.ensure_corpus(other, 24, 1)
   assert outputs.read_json(os.path.join(other, procedural.MANIFEST))["seed"] == 1
-  assert len(_ids(other)) >= 24
+  assert len(_ids(other)) == 24
+  foreign = tmp_path / "real_data"
+  foreign.mkdir()
+  (foreign / "train.txt").write_text("000001\n")
+  with pytest.raises(DataError, match="refusing"):
+    procedural.ensure_corpus(str(foreign), 20, 0)
 
 
 def _bone_lengths(joints):

@@ -52,7 +52,8 @@ def _unit(v):
 
 
 def reference_features(joints: np.ndarray) -> np.ndarray:
-  """HumanML3D's process_file (no retargeting), written from its published formulas."""
+  """HumanML3D's process_file (no retargeting), written from its published formulas, with
+  one deliberate fix: the angular velocity keeps its sign where the heading crosses 180."""
   p = joints.astype(np.float64).copy()
   p[..., 1] -= p.min(axis=(0, 1))[1]
   p = p - p[0, 0] * np.array([1, 0, 1.0])
@@ -81,7 +82,8 @@ def reference_features(joints: np.ndarray) -> np.ndarray:
   mats = _np_quat_to_matrix(quats)
   cont6d = np.concatenate([mats[..., 0], mats[..., 1]], -1)
   vel = _np_qrot(r_rot[1:], p[1:, 0] - p[:-1, 0])
-  r_vel = np.arcsin(_np_qmul(r_rot[1:], _np_qinv(r_rot[:-1]))[:, 2:3])
+  r_vel = _np_qmul(r_rot[1:], _np_qinv(r_rot[:-1]))
+  r_vel = np.arcsin(np.where(r_vel[:, :1] < 0, -r_vel, r_vel)[:, 2:3])  # our sign fix
   ric = p.copy()
   ric[..., 0] -= p[:, 0:1, 0]
   ric[..., 2] -= p[:, 0:1, 2]
@@ -180,6 +182,22 @@ def test_features_are_invariant_to_placement(motions, motion_features):
                              atol=2e-4)
 
 
+def test_turning_past_180_degrees_round_trips():
+  rest = skeleton.rest_pose()
+  frames = []
+  for t in range(150):   # spins 1.5 turns while drifting
+    yaw = 0.063 * t
+    c, s = np.cos(yaw), np.sin(yaw)
+    frames.append(rest @ np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]).T + [0.02 * t, 1.0, 0])
+  motion = np.asarray(frames, np.float32)
+  feats = features.joints_to_features_list([motion])[0]
+  # About half of -0.063 rad per frame (r_rot undoes the heading) everywhere, also where the
+  # heading crosses 180 degrees (HumanML3D flips the sign there).
+  assert (feats[:, 0] < -0.005).all() and (feats[:, 0] > -0.045).all()
+  back = features.features_to_joints_list([feats], with_last_frame=True)[0]
+  assert np.abs(back - features.recoverable_frame_list([motion])[0]).max() < 1e-4
+
+
 def test_facing_backwards_is_finite():
   rest = skeleton.rest_pose()
   # Body facing exactly -Z: HumanML3D's shortest arc is 0/0 here.
@@ -215,3 +233,18 @@ def test_rotation_helpers_agree():
   unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
   np.testing.assert_allclose(unit(out["arc_a"]), unit(b), atol=1e-5)
   np.testing.assert_allclose(out["flipped"], [[0, 0, -1]], atol=1e-6)
+
+
+def test_features_to_joints_masks_by_length(motion_features):
+  feats = motion_features[0]
+  batch = np.zeros((features.LIST_BATCH, features.LIST_JOINT_FRAMES - 1, 263), np.float32)
+  batch[:3, :len(feats)] = feats
+  lengths = np.zeros((features.LIST_BATCH,), np.int32)
+  lengths[:3] = [len(feats), 0, 10_000]
+  out = np.asarray(features.features_to_joints(jnp.asarray(batch), jnp.asarray(lengths),
+                                               with_last_frame=True))
+  assert out.shape == (features.LIST_BATCH, features.LIST_JOINT_FRAMES, 22, 3)
+  assert np.isfinite(out).all()
+  assert out[0, :len(feats) + 1].any() and not out[0, len(feats) + 1:].any()
+  assert not out[1].any()                     # no valid rows: all zero
+  np.testing.assert_allclose(out[2, :len(feats)], out[0, :len(feats)], atol=1e-6)

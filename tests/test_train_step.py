@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+import tensorboardX
 
 from selfconsume import checkpoint
 from selfconsume import train
@@ -46,12 +47,15 @@ def draw(key, data):
   return jax.tree.map(lambda a: a[idx], data)
 
 
-def test_loss_decreases_and_ema_lags():
+def test_loss_decreases_and_ema_lags(tmp_path):
   config = tiny_config()
   state = train.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
   data = make_data()
+  writer = tensorboardX.SummaryWriter(str(tmp_path))
   state, history = train.train(state, data, draw, 60, jax.random.PRNGKey(1),
-                               steps_per_call=20, log_every=20, progress=False)
+                               steps_per_call=20, log_every=20, progress=False, writer=writer)
+  writer.close()
+  assert list(tmp_path.glob("events.out.tfevents.*"))
   assert int(state.step) == 60
   assert len(history) == 3
   assert history[-1]["loss"] < 0.7 * history[0]["loss"]

@@ -38,7 +38,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.data.corpus_seed = 0
   config.data.subset_ids = ""           # file of training ids (the paper's n-subsets)
   config.data.min_frames = 40
-  config.data.max_frames = 120          # HumanML3D allows 196; shorter is cheaper on CPU
+  config.data.max_frames = 100          # HumanML3D allows 196; longer motions are cut
   config.data.split = "train"
   config.data.test_split = "test"
 
@@ -49,7 +49,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # MDM (Tevet et al. 2023). The paper's model is 8 layers, latent 512, ff 1024, 4 heads.
   config.model = ml_collections.ConfigDict()
   config.model.latent_dim = 128
-  config.model.num_layers = 4
+  config.model.num_layers = 3
   config.model.num_heads = 4
   config.model.ff_dim = 256
   config.model.dropout = 0.1
@@ -62,7 +62,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
   config.sampling = ml_collections.ConfigDict()
   config.sampling.method = "ddim"
-  config.sampling.num_steps = 50        # respaced steps (MDM samples with all 1000)
+  config.sampling.num_steps = 25        # respaced DDIM steps (MDM samples with all 1000)
   config.sampling.guidance = 2.5
   config.sampling.eta = 0.0
 
@@ -71,8 +71,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.train.learning_rate = 1e-4
   config.train.weight_decay = 0.0
   config.train.grad_clip = 1.0
-  config.train.gen0_steps = (3000,)     # one per entry of loop.sizes
-  config.train.generation_steps = (500,)
+  config.train.gen0_steps = (1500,)     # one per entry of loop.sizes
+  config.train.generation_steps = (300,)
   config.train.steps_per_call = 50      # optimizer steps fused into one jitted call
   config.train.log_every = 50
   config.train.multi_host = False       # jax.distributed.initialize() before the run
@@ -82,7 +82,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.loop.sizes = (64,)             # n, real training motions
   config.loop.lambdas = (1.0,)          # synthetic-to-real ratio
   config.loop.variants = ("baseline", "self_consuming", "self_correcting")
-  config.loop.generations = 6           # generations after generation 0
+  config.loop.generations = 5           # generations after generation 0
   config.loop.sample_batch_size = 64    # motions per jitted sampling call (also evaluation)
 
   # Physics correction: each synthetic motion replaced by its corrected version with
@@ -95,8 +95,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # Evaluation after every generation on fixed test prompts (selfconsume/evaluation.py)
   # with a frozen evaluator trained once per dataset (selfconsume/models/evaluator.py).
   config.eval = evaluation.default_config()
-  config.eval.num_samples = 128
-  config.eval.multimodality_prompts = 8
+  config.eval.num_samples = 64
+  config.eval.multimodality_prompts = 4
   config.eval.multimodality_samples = 4
   config.eval.multimodality_pairs = 4
   config.eval.evaluator = evaluator.default_config()

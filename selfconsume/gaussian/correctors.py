@@ -87,7 +87,7 @@ def histogram_rejection(key: jax.Array, points: jax.Array, valid: jax.Array,
     index = _bin_index(x, low, width, bins)
     inside = jnp.all((index >= 0) & (index < bins), axis=-1)
     clipped = jnp.clip(index, 0, bins - 1)
-    empirical = jnp.where(inside, density[clipped[:, 0], clipped[:, 1]], 0.0)
+    empirical = jnp.where(inside, density.reshape(-1)[clipped[:, 0] * bins + clipped[:, 1]], 0.0)
     return (1 - t) * empirical + t * _standard_normal_density(x)
 
   def cond(carry):

@@ -52,7 +52,7 @@ def default_config() -> ml_collections.ConfigDict:
   """Evaluator architecture and training; sized to train in a few minutes on 2 CPU cores."""
   c = ml_collections.ConfigDict()
   c.width = 128              # transformer width of both encoders
-  c.embed_dim = 128          # shared embedding space
+  c.embed_dim = 64           # shared embedding space (small: FID's covariances need n >> dim)
   c.motion_layers = 2
   c.text_layers = 2
   c.num_heads = 4
@@ -61,7 +61,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.text_max_len = 24        # word tokens per caption (longer captions are truncated)
   c.temperature = 0.07       # InfoNCE softmax temperature on cosine similarities
   c.batch_size = 64
-  c.num_steps = 3000
+  c.num_steps = 1500
   c.learning_rate = 1e-3
   c.warmup_steps = 200
   c.weight_decay = 1e-4

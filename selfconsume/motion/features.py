@@ -2,7 +2,8 @@
 
 Per frame t (0 <= t < T-1, from joints of frames t and t+1), the feature vector is
 
-  [0]        root angular velocity about Y (half-angle of r_rot[t+1] r_rot[t]^-1, radians)
+  [0]        root angular velocity about Y (half-angle of r_rot[t+1] r_rot[t]^-1, radians;
+             unlike HumanML3D, also right where the heading crosses +-180 degrees)
   [1:3]      root linear velocity in XZ, expressed in the heading frame of frame t+1
   [3]        root height
   [4:67]     positions of joints 1..21 relative to the root's XZ, in the heading frame
@@ -22,8 +23,16 @@ motion in the frame where the *smoothed* heading of frame 0 faces +Z; `recoverab
 gives that frame for a joint sequence (it differs from `canonicalize` by a small rotation about
 Y when the motion turns within its first few seconds).
 
+`features_to_joints(..., with_last_frame=True)` also rebuilds the frame after the last row
+from the joint velocities, so n feature rows give back all n + 1 frames: joints -> features
+-> joints and features -> joints -> features are then exact up to float32 rounding.
+
 Motions of different lengths share one compiled function: pass `length` (a traced int) with
-joints zero-padded to a fixed number of frames; feature rows at and after `length - 1` are 0.
+joints padded to a fixed number of frames; feature rows at and after `length - 1` are 0. The
+`*_list` helpers run lists of variable-length motions through fixed (128, 197)-frame batches.
+Two deliberate departures from HumanML3D's numpy code, both only where it yields garbage:
+the shortest arc between opposite directions is a half turn instead of 0/0 (NaN), and the
+angular-velocity sign fix described above.
 """
 
 from __future__ import annotations
@@ -188,6 +197,11 @@ def joints_to_features(joints: jnp.ndarray, length=None, *,
   root_step = positions[1:, 0] - positions[:-1, 0]
   lin_vel = rotations.qrot(r_rot[1:], root_step)[:, jnp.array([0, 2])]
   rot_vel = rotations.qmul(r_rot[1:], rotations.qinv(r_rot[:-1]))
+  # HumanML3D takes arcsin of the y component as is. r_rot has w >= 0, so when the heading
+  # crosses +-180 degrees the relative quaternion comes out as -q and that frame's angular
+  # velocity gets the wrong sign; choosing the w >= 0 representative fixes exactly those
+  # frames and changes nothing else.
+  rot_vel = jnp.where(rot_vel[:, :1] < 0, -rot_vel, rot_vel)
   rot_vel = jnp.arcsin(jnp.clip(rot_vel[:, 2:3], -1.0, 1.0))
 
   root_xz = positions[:, :1] * jnp.array([1.0, 0.0, 1.0])
@@ -262,9 +276,11 @@ def features_to_joints(features: jnp.ndarray, lengths=None, *,
   ric = ric + (root * jnp.array([1.0, 0.0, 1.0]))[..., None, :]
   joints = jnp.concatenate([root[..., None, :], ric], axis=-2)
   if lengths is None:
-    last = jnp.full(features.shape[:-2], num_rows - 1, jnp.int32)
+    num_valid = jnp.full(features.shape[:-2], num_rows, jnp.int32)
   else:
-    last = jnp.asarray(lengths, jnp.int32) - 1
+    num_valid = jnp.clip(jnp.asarray(lengths, jnp.int32), 0, num_rows)
+  last = jnp.maximum(num_valid - 1, 0)   # the last valid row (0 when there is none)
+  valid_frames = num_valid
   if with_last_frame:
     def row(x):  # x (..., T, *rest) -> x[..., last, *rest]
       idx = last.reshape(last.shape + (1,) * (x.ndim - last.ndim))
@@ -276,9 +292,7 @@ def features_to_joints(features: jnp.ndarray, lengths=None, *,
     frame = jnp.arange(num_rows + 1).reshape((1,) * last.ndim + (num_rows + 1,))
     at_extra = (frame == (last + 1)[..., None])[..., None, None]
     joints = jnp.where(at_extra, extra[..., None, :, :], joints)
-    valid_frames = last + 2
-  else:
-    valid_frames = last + 1
+    valid_frames = jnp.where(num_valid > 0, num_valid + 1, 0)
   if lengths is not None:
     frame = jnp.arange(joints.shape[-3]).reshape((1,) * last.ndim + (joints.shape[-3],))
     joints = jnp.where((frame < valid_frames[..., None])[..., None, None], joints, 0.0)

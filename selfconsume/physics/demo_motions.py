@@ -7,14 +7,16 @@ tests and benchmark so they do not depend on the full procedural corpus.
 
 from __future__ import annotations
 
-import numpy as np
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from selfconsume.motion import skeleton
 from selfconsume.physics import humanoid
 from selfconsume.physics import retarget
 
 _BALL = {j: i for i, j in enumerate(humanoid.BALL_JOINTS)}
+_forward_kinematics = jax.jit(retarget.forward_kinematics)
 
 
 def _local_rotations(kind: str, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -67,8 +69,8 @@ def make_motion(kind: str, frames: int, seed: int = 0, fps: float = skeleton.FPS
   heading = rng.uniform(-np.pi, np.pi)
   root_quat = np.tile(np.array([np.cos(heading / 2), 0, np.sin(heading / 2), 0], np.float32),
                       (frames, 1))
-  joints = np.asarray(retarget.forward_kinematics(
-      jnp.zeros((frames, 3)), jnp.asarray(root_quat), retarget.rotvec_to_quat(jnp.asarray(rv))))
+  joints = np.asarray(_forward_kinematics(
+      jnp.zeros((frames, 3)), jnp.asarray(root_quat), jax.jit(retarget.rotvec_to_quat)(jnp.asarray(rv))))
   # Plant the lower foot: move the root opposite to that foot's motion relative to the root.
   feet = np.array(skeleton.FOOT_JOINTS)
   root = np.zeros((frames, 3), np.float32)

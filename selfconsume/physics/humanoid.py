@@ -62,12 +62,18 @@ class HumanoidSpec:
     friction: sliding friction coefficient between the spheres and the floor.
     armature: rotor inertia (kg m^2) added to every ball dof, for stable stiff PD.
     solver_iterations: constraint-solver iterations (MuJoCo Newton solver).
+    contact_timeconst: contact stiffness as MuJoCo's solref time constant (s); smaller is
+      stiffer (less penetration), at least two time steps.
+    hinge_triplets: three hinges (x, y, z) per joint instead of a ball joint; only for
+      comparing brax's own pipelines, which reject ball joints (the corrector needs balls).
   """
   timestep: float = 0.005
   contact_radius: float = 0.02
-  friction: float = 1.0
-  armature: float = 0.02
+  friction: float = 2.0
+  armature: float = 0.05
   solver_iterations: int = 4
+  contact_timeconst: float = 0.01
+  hinge_triplets: bool = False
 
 
 def _fmt(v) -> str:
@@ -99,7 +105,11 @@ def build_mjcf(spec: HumanoidSpec = HumanoidSpec()) -> str:
     if j == 0:
       lines.append(f'{inner}<freejoint name="root"/>')
     else:
-      lines.append(f'{inner}<joint name="j{j}" type="ball"/>')
+      if spec.hinge_triplets:
+        for axis, name in (("1 0 0", "x"), ("0 1 0", "y"), ("0 0 1", "z")):
+          lines.append(f'{inner}<joint name="j{j}{name}" type="hinge" axis="{axis}"/>')
+      else:
+        lines.append(f'{inner}<joint name="j{j}" type="ball"/>')
     radius, mass = _SEGMENTS[j]
     if j == 0:
       a, b = offsets[2], offsets[1]
@@ -137,7 +147,8 @@ def build_mjcf(spec: HumanoidSpec = HumanoidSpec()) -> str:
   <option timestep="{spec.timestep}" gravity="0 -9.81 0" integrator="Euler" cone="pyramidal"
           iterations="{spec.solver_iterations}" ls_iterations="{spec.solver_iterations}"/>
   <default>
-    <geom contype="0" conaffinity="0" friction="{spec.friction} 0.005 0.0001"/>
+    <geom contype="0" conaffinity="0" friction="{spec.friction} 0.005 0.0001"
+          solref="{spec.contact_timeconst} 1"/>
     <joint armature="{spec.armature}"/>
   </default>
   <worldbody>

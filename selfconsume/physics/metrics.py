@@ -17,6 +17,8 @@ or beyond a motion's length are ignored.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,6 +41,8 @@ def _masked_mean(x: jax.Array, mask: jax.Array, axes) -> jax.Array:
   return jnp.sum(x * mask, axis=axes) / jnp.maximum(jnp.sum(mask, axis=axes), 1.0)
 
 
+@functools.partial(jax.jit, static_argnames=(
+    "fps", "float_tolerance", "contact_height", "skate_speed"))
 def physics_metrics(joints: jax.Array, lengths: jax.Array, *, fps: float = skeleton.FPS,
                     float_tolerance: float = 0.005, contact_height: float = 0.05,
                     skate_speed: float = 0.3) -> dict[str, jax.Array]:

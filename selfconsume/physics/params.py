@@ -45,7 +45,8 @@ class CorrectorParams:
       motion, or 'drop' it (its length is set to 0 and its frames to zeros).
     fall_height_ratio: a sample "fell" when the simulated pelvis height drops below this
       share of the target pelvis height on any frame.
-    contact_radius, friction, armature, solver_iterations: see `humanoid.HumanoidSpec`.
+    contact_radius, friction, armature, solver_iterations, contact_timeconst: see
+      `humanoid.HumanoidSpec`.
   """
   backend: str = "mjx"
   fps: float = 20.0
@@ -54,8 +55,8 @@ class CorrectorParams:
   stiffness: float = 1.0
   damping_ratio: float = 1.0
   gravity_compensation: bool = True
-  root_frequency: float = 10.0
-  max_root_force_xz: float = 0.15
+  root_frequency: float = 20.0
+  max_root_force_xz: float = 0.3
   max_root_force_y: float = 0.3
   max_root_torque: float = 300.0
   refine_iterations: int = 0
@@ -64,9 +65,10 @@ class CorrectorParams:
   nonfinite: str = "keep"
   fall_height_ratio: float = 0.6
   contact_radius: float = 0.02
-  friction: float = 1.0
-  armature: float = 0.02
+  friction: float = 2.0
+  armature: float = 0.05
   solver_iterations: int = 4
+  contact_timeconst: float = 0.01
 
   @property
   def frame_dt(self) -> float:
@@ -77,7 +79,7 @@ class CorrectorParams:
     return humanoid.HumanoidSpec(
         timestep=self.frame_dt / self.substeps, contact_radius=self.contact_radius,
         friction=self.friction, armature=self.armature,
-        solver_iterations=self.solver_iterations)
+        solver_iterations=self.solver_iterations, contact_timeconst=self.contact_timeconst)
 
   def validate(self) -> CorrectorParams:
     if self.backend not in BACKENDS:
@@ -100,6 +102,8 @@ class CorrectorParams:
 
 def from_config(config: Mapping[str, Any] | None = None, **overrides) -> CorrectorParams:
   """CorrectorParams from a ConfigDict / mapping of field names (unknown names are errors)."""
+  if config is not None and hasattr(config, "to_dict"):  # ml_collections.ConfigDict
+    config = config.to_dict()
   values = dict(config or {})
   values.update(overrides)
   known = {f.name for f in dataclasses.fields(CorrectorParams)}

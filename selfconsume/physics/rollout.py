@@ -207,7 +207,8 @@ def static_part(params: CorrectorParams) -> CorrectorParams:
   """The settings the compiled rollout depends on (others are passed as `Control`)."""
   return CorrectorParams(fps=params.fps, substeps=params.substeps,
                          contact_radius=params.contact_radius, friction=params.friction,
-                         armature=params.armature, solver_iterations=params.solver_iterations)
+                         armature=params.armature, solver_iterations=params.solver_iterations,
+                         contact_timeconst=params.contact_timeconst)
 
 
 @functools.lru_cache(maxsize=16)

@@ -1,0 +1,71 @@
+"""The digits toy end to end: the smoke preset through `python -m experiments.run`, resumed."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from selfconsume import outputs
+
+_CONFIG = "experiments/configs/mnist.py:smoke"
+
+
+def _run(repo_root: pathlib.Path, workdir: pathlib.Path, *overrides: str
+         ) -> subprocess.CompletedProcess:
+  env = dict(os.environ)
+  env["PYTHONPATH"] = str(repo_root) + os.pathsep + env.get("PYTHONPATH", "")
+  # Share the test suite's persistent compilation cache (see conftest.py).
+  env.setdefault("JAX_COMPILATION_CACHE_DIR", str(
+      pathlib.Path.home() / ".cache" / "selfconsume" / "jax"))
+  env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+  return subprocess.run(
+      [sys.executable, "-m", "experiments.run", f"--config={_CONFIG}", f"--workdir={workdir}",
+       *overrides],
+      cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(repo_root, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("digits_smoke")
+  result = _run(repo_root, workdir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir
+
+
+def test_smoke_preset_writes_every_output(smoke_run):
+  rows = outputs.read_jsonl(smoke_run / "metrics.jsonl")
+  # baseline (lambda 0) + self_consuming + self_correcting (lambda 1.5), generations 0..2.
+  assert len(rows) == 9
+  for row in rows:
+    for key in ("variant", "lambda", "generation", "fid", "diversity", "seconds"):
+      assert key in row, (key, row)
+    assert row["fid"] >= 0.0 and row["diversity"] > 0.0
+  assert {(r["variant"], r["lambda"]) for r in rows} == {
+      ("baseline", 0.0), ("self_consuming", 1.5), ("self_correcting", 1.5)}
+  corrected = [r for r in rows if r["variant"] == "self_correcting" and r["generation"] > 0]
+  assert all(r["corrected_fraction"] == 1.0 for r in corrected)
+  summary = outputs.read_json(smoke_run / "summary.json")
+  assert "lambda=1.5" in summary["checks"]
+  for name in ("fid.png", "diversity.png", "kmeans_centres_seed0.png",
+               "samples/self_correcting_lambda1.5_seed0/gen_002.png"):
+    assert (smoke_run / name).stat().st_size > 0, name
+
+
+def test_rerun_resumes_without_repeating_generations(repo_root, smoke_run):
+  before = outputs.read_jsonl(smoke_run / "metrics.jsonl")
+  result = _run(repo_root, smoke_run, "--config.loop.num_generations=3",
+                "--config.loop.variants=('baseline',)")
+  assert result.returncode == 0, result.stderr[-3000:]
+  after = outputs.read_jsonl(smoke_run / "metrics.jsonl")
+  assert after[:len(before)] == before
+  assert [(r["variant"], r["generation"]) for r in after[len(before):]] == [("baseline", 3)]
+
+
+def test_rerun_with_another_config_is_refused(repo_root, smoke_run):
+  result = _run(repo_root, smoke_run, "--config.diffusion.guidance=2.0")
+  assert result.returncode == 2
+  assert "different config" in result.stderr

@@ -1,0 +1,90 @@
+"""The humanoid model, inverse kinematics, settings and the output selection (no simulation)."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+import pytest
+
+from selfconsume import errors
+from selfconsume.motion import skeleton
+from selfconsume.physics import corrector
+from selfconsume.physics import humanoid
+from selfconsume.physics import params as params_lib
+from selfconsume.physics import retarget
+
+
+def test_mjcf_rest_pose_matches_the_skeleton():
+  spec = humanoid.HumanoidSpec()
+  model = humanoid.mj_model(spec)
+  index = humanoid.model_index(spec)
+  data = mujoco.MjData(model)
+  mujoco.mj_forward(model, data)
+  expected = skeleton.rest_pose() + np.array([0.0, skeleton.standing_root_height(), 0.0])
+  np.testing.assert_allclose(data.site_xpos[index.site_of_joint], expected, atol=1e-5)
+  # 16 ball joints + a free root, human-like mass, 10 colliding spheres.
+  assert model.nv == 6 + 3 * humanoid.NUM_BALLS
+  assert 60.0 < index.total_mass < 85.0
+  assert int(np.sum(model.geom_conaffinity > 0)) == 11  # floor + 10 spheres
+
+
+def test_brax_loads_the_mjcf():
+  system = humanoid.brax_system(humanoid.HumanoidSpec())
+  assert system.nq == 7 + 4 * humanoid.NUM_BALLS
+
+
+def test_inverse_kinematics_inverts_forward_kinematics():
+  key = jax.random.PRNGKey(0)
+  k1, k2 = jax.random.split(key)
+  local = retarget.rotvec_to_quat(0.6 * jax.random.normal(k1, (5, humanoid.NUM_BALLS, 3)))
+  root_quat = retarget.rotvec_to_quat(jax.random.normal(k2, (5, 3)))
+  root_pos = jnp.tile(jnp.array([0.3, 0.9, -1.0]), (5, 1))
+  joints = retarget.forward_kinematics(root_pos, root_quat, local)
+  pos, quat, local_ik = jax.jit(retarget.joints_to_targets)(joints)
+  again = retarget.forward_kinematics(pos, quat, local_ik)
+  np.testing.assert_allclose(again, joints, atol=1e-4)
+
+
+def test_params_from_config_validates():
+  p = params_lib.from_config({"gamma": 1.0, "substeps": 5})
+  assert p.gamma == 1.0 and p.substeps == 5
+  assert p.spec.timestep == pytest.approx(0.01)
+  with pytest.raises(errors.ConfigError, match="unknown fields"):
+    params_lib.from_config({"substep": 5})
+  with pytest.raises(errors.ConfigError, match="backend"):
+    params_lib.from_config({"backend": "positional"})
+  with pytest.raises(errors.ConfigError, match="nonfinite"):
+    params_lib.from_config({"nonfinite": "zero"})
+
+
+def test_replacement_probability_is_gamma_over_one_plus_gamma():
+  key = jax.random.PRNGKey(1)
+  assert bool(jnp.all(corrector.replacement_mask(key, 16, math.inf)))
+  assert not bool(jnp.any(corrector.replacement_mask(key, 16, 0.0)))
+  share = float(jnp.mean(corrector.replacement_mask(key, 20000, 1.0)))
+  assert share == pytest.approx(0.5, abs=0.02)
+  share = float(jnp.mean(corrector.replacement_mask(key, 20000, 3.0)))
+  assert share == pytest.approx(0.75, abs=0.02)
+
+
+def test_nonfinite_samples_never_leave_the_corrector():
+  original = jnp.ones((4, 3, 2))
+  original = original.at[3].set(jnp.nan)          # a sample that was already broken
+  simulated = 2.0 * jnp.ones((4, 3, 2))
+  simulated = simulated.at[1].set(jnp.nan).at[3].set(jnp.nan)
+  nonfinite = jnp.array([False, True, False, True])
+  replaced = jnp.array([True, True, False, True])
+
+  kept, keep = corrector.select_outputs(original, simulated, replaced, nonfinite, "keep")
+  assert bool(jnp.all(jnp.isfinite(kept)))
+  np.testing.assert_array_equal(keep, [True, True, True, False])
+  np.testing.assert_array_equal(kept[:, 0, 0], [2.0, 1.0, 1.0, 0.0])  # sample 1 uncorrected
+
+  dropped, keep = corrector.select_outputs(original, simulated, replaced, nonfinite, "drop")
+  assert bool(jnp.all(jnp.isfinite(dropped)))
+  np.testing.assert_array_equal(keep, [True, False, True, False])
+  np.testing.assert_array_equal(dropped[:, 0, 0], [2.0, 0.0, 1.0, 0.0])
