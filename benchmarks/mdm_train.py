@@ -151,6 +151,11 @@ def time_torch(preset: str, batch: dict[str, np.ndarray], steps: int) -> float:
 
 def main(argv):
   del argv
+  try:
+    import torch  # pylint: disable=g-import-not-at-top,unused-import  # noqa: F401
+  except ImportError as e:
+    raise SystemExit("benchmarks.mdm_train needs the CPU build of PyTorch as its baseline: "
+                     "pip install torch") from e
   batch = make_batch(_BATCH.value, _FRAMES.value)
   result = {}
   jax_default = time_jax("", batch, _STEPS.value)

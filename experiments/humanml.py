@@ -24,6 +24,7 @@ Workdir layout:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -171,10 +172,10 @@ def make_row(*, n: int, synthetic_ratio: float, variant: str, generation: int, s
   for name, value in generation_metrics.items():
     row[name] = _scalar(value)
   row["seconds"] = float(seconds)
-  for name, value in row.items():
-    if isinstance(value, float) and not np.isfinite(value) and name not in ("fid",):
-      raise NonFiniteError(f"generation {generation} of {variant} (n={n}, lambda={synthetic_ratio})"
-                           f" produced {name} = {value}")
+  loss = row.get("train_loss")
+  if isinstance(loss, float) and not np.isfinite(loss):
+    raise NonFiniteError(f"generation {generation} of {variant} (n={n}, "
+                         f"lambda={synthetic_ratio}) has train_loss = {loss}")
   return row
 
 
@@ -321,7 +322,7 @@ def _write_results(workdir: str, config: ml_collections.ConfigDict) -> list[Row]
   rows = collect_rows(workdir, config)
   outputs.write_text_atomic(
       os.path.join(workdir, "metrics.jsonl"),
-      "".join(__import__("json").dumps(outputs.to_jsonable(r)) + "\n" for r in rows))
+      "".join(json.dumps(outputs.to_jsonable(r)) + "\n" for r in rows))
   return rows
 
 
@@ -459,7 +460,7 @@ def _restore_generation0(components: Components, workdir: str, n: int, seed: int
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Entry point of `python -m experiments.run --config=experiments/configs/humanml.py`."""
   from selfconsume import motion_loop  # pylint: disable=g-import-not-at-top
-  if config.train.get("multi_host", False):
-    jax.distributed.initialize()
+  from selfconsume import parallel  # pylint: disable=g-import-not-at-top
+  parallel.initialize_distributed(bool(config.train.get("multi_host", False)))
   components = motion_loop.build_components(config, workdir)
   return run_loop(config, workdir, components)

@@ -204,6 +204,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   _validate(config)
   start_time = time.time()
   config_hash = _config_hash(config)
+  # Refuse a workdir that holds results of another config before any work (each checkpoint
+  # checks it too); a run that failed before its first result leaves nothing to protect.
+  config_path = os.path.join(workdir, "config.json")
+  if os.path.exists(config_path) and os.path.exists(os.path.join(workdir, "metrics.jsonl")):
+    previous = outputs.read_json(config_path).get("config_hash")
+    if previous != config_hash:
+      raise CheckpointError(f"{workdir} holds a run of a different config (hash {previous} "
+                            f"!= {config_hash}, see {config_path}); use a new --workdir")
+  outputs.write_json(config_path, {"config_hash": config_hash, "config": config.to_dict()})
   data = data_lib.load(config.data.source, config.data.path,
                        test_fraction=config.data.test_fraction, pad_to=config.data.pad_to,
                        seed=config.seed)

@@ -33,11 +33,16 @@ EXPERIMENTS = {
     "evaluator": "experiments.evaluator",
 }
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file, optionally with a preset: path/to/config.py[:preset].",
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for all outputs of the run.")
-flags.mark_flags_as_required(["config"])
+
+
+def define_flags() -> None:
+  """The command line of this module (defined only when it runs as the program, so that
+  importing `run_experiment` elsewhere does not claim the flag names)."""
+  config_flags.DEFINE_config_file(
+      "config", None, "Config file, optionally with a preset: path/to/config.py[:preset].",
+      lock_config=True)
+  flags.DEFINE_string("workdir", None, "Directory for all outputs of the run.")
+  flags.mark_flags_as_required(["config"])
 
 
 def enable_compilation_cache() -> None:
@@ -68,8 +73,8 @@ def run_experiment(config, workdir: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  config = _CONFIG.value
-  workdir = _WORKDIR.value or os.path.join(
+  config = flags.FLAGS.config
+  workdir = flags.FLAGS.workdir or os.path.join(
       "runs", f"{config.get('experiment', 'run')}{('-' + config.preset) if config.get('preset') else ''}")
   logging.info("experiment %s, preset %r, workdir %s", config.get("experiment"),
                config.get("preset", ""), workdir)
@@ -140,4 +145,5 @@ def _without_traceback(message: str) -> str:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main, flags_parser=_parse_flags)

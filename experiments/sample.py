@@ -35,20 +35,25 @@ from selfconsume import outputs
 
 FPS = 20
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of experiments.run (humanml).")
-_VARIANT = flags.DEFINE_string("variant", "self_correcting",
-                               "baseline, self_consuming, self_correcting or generation0.")
-_GENERATION = flags.DEFINE_string("generation", "last", "Generation number or 'last'.")
-_TEXT = flags.DEFINE_string("text", None, "One prompt.")
-_PROMPTS_FILE = flags.DEFINE_string("prompts_file", None, "A file with one prompt per line.")
-_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 4, "Motions per prompt.")
-_LENGTH_S = flags.DEFINE_float("length_s", 6.0, "Motion length in seconds.")
-_GUIDANCE = flags.DEFINE_float("guidance", 2.5, "Classifier-free guidance scale.")
-_CORRECT = flags.DEFINE_bool("correct", False, "Also run the physics corrector.")
-_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
-_N = flags.DEFINE_integer("n", None, "Size n of the run (default: the run's first).")
-_LAMBDA = flags.DEFINE_float("lambda", None, "Lambda of the run (default: the run's first).")
-_OUT = flags.DEFINE_string("out", None, "Output directory (default: WORKDIR/samples).")
+
+
+def define_flags() -> None:
+  """The command line (defined only when this module is the program, so that importing
+  `sample_prompts` does not claim flag names that experiments.run also uses)."""
+  flags.DEFINE_string("workdir", None, "Run directory of experiments.run (humanml).")
+  flags.DEFINE_string("variant", "self_correcting",
+                      "baseline, self_consuming, self_correcting or generation0.")
+  flags.DEFINE_string("generation", "last", "Generation number or 'last'.")
+  flags.DEFINE_string("text", None, "One prompt.")
+  flags.DEFINE_string("prompts_file", None, "A file with one prompt per line.")
+  flags.DEFINE_integer("num_samples", 4, "Motions per prompt.")
+  flags.DEFINE_float("length_s", 6.0, "Motion length in seconds.")
+  flags.DEFINE_float("guidance", 2.5, "Classifier-free guidance scale.")
+  flags.DEFINE_bool("correct", False, "Also run the physics corrector.")
+  flags.DEFINE_integer("seed", 0, "Sampling seed.")
+  flags.DEFINE_integer("n", None, "Size n of the run (default: the run's first).")
+  flags.DEFINE_float("lambda", None, "Lambda of the run (default: the run's first).")
+  flags.DEFINE_string("out", None, "Output directory (default: WORKDIR/samples).")
 
 
 def slug(text: str, max_len: int = 48) -> str:
@@ -170,7 +175,8 @@ def sample_prompts(workdir: str, prompts: Sequence[str], *, variant: str = "self
   with config.unlocked():
     config.sampling.guidance = float(guidance)
   model = motion_loop.MotionModel(config, vocab, mean, std)
-  state = motion_loop.restore_train_state(state_dir, model.init(jax.random.PRNGKey(0)))
+  state = motion_loop.restore_train_state(state_dir, model.init(jax.random.PRNGKey(0)), config,
+                                         vocab.size)
 
   captions = [p for p in prompts for _ in range(num_samples)]
   lengths = np.full((len(captions),), frames, np.int32)
@@ -239,24 +245,25 @@ def _physics_rows(joints: np.ndarray, lengths: np.ndarray) -> list[dict[str, flo
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  args = flags.FLAGS
   try:
-    if not _WORKDIR.value:
+    if not args.workdir:
       raise errors.ConfigError("--workdir is required")
-    if bool(_TEXT.value) == bool(_PROMPTS_FILE.value):
+    if bool(args.text) == bool(args.prompts_file):
       raise errors.ConfigError("give exactly one of --text and --prompts_file")
-    if _PROMPTS_FILE.value:
+    if args.prompts_file:
       try:
-        with open(_PROMPTS_FILE.value) as f:
+        with open(args.prompts_file) as f:
           prompts = [line for line in f if line.strip()]
       except OSError as e:
-        raise errors.DataError(f"--prompts_file={_PROMPTS_FILE.value!r}: {e}") from e
+        raise errors.DataError(f"--prompts_file={args.prompts_file!r}: {e}") from e
     else:
-      prompts = [_TEXT.value]
+      prompts = [args.text]
     result = sample_prompts(
-        _WORKDIR.value, prompts, variant=_VARIANT.value, generation=_GENERATION.value,
-        num_samples=_NUM_SAMPLES.value, length_s=_LENGTH_S.value, guidance=_GUIDANCE.value,
-        correct=_CORRECT.value, seed=_SEED.value, n=_N.value, synthetic_ratio=_LAMBDA.value,
-        out_dir=_OUT.value)
+        args.workdir, prompts, variant=args.variant, generation=args.generation,
+        num_samples=args.num_samples, length_s=args.length_s, guidance=args.guidance,
+        correct=args.correct, seed=args.seed, n=args.n, synthetic_ratio=args['lambda'].value,
+        out_dir=args.out)
   except (errors.ConfigError, errors.DataError, errors.CheckpointError,
           errors.NonFiniteError) as e:
     print(f"error: {e}", file=sys.stderr)
@@ -266,4 +273,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -299,6 +299,7 @@ def evaluator_sanity(evaluator, dataset, seed: int = 0,
     own_closer_than_all_other_family   share of motions nearer to their own caption than to
                            every caption of another family
   """
+  _check_normalization(dataset, evaluator)
   rng = np.random.default_rng(seed)
   motions = np.asarray(dataset.motions, np.float32)
   lengths = np.asarray(dataset.lengths, np.int32)

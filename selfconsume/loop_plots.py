@@ -1,8 +1,8 @@
 """Figures of a self-consuming loop: each metric against generation, one line per variant.
 
-The paper's figures 4-6 plot FID and the physical metrics of every variant over the
-generations of one (n, lambda) setting; `plot_metrics` draws one such figure per metric and
-setting from the rows of metrics.jsonl.
+The paper's figures plot FID and the physical metrics of every variant over the generations
+of one (n, lambda) setting; `plot_metrics` draws one figure per setting from the rows of
+metrics.jsonl, with a panel per metric.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _value(row: Mapping[str, Any], metric: str) -> float | None:
 
 def plot_metrics(rows: Sequence[Mapping[str, Any]], out_dir: str,
                  metrics: Sequence[str]) -> list[str]:
-  """Writes out_dir/n{n}_lambda{l}_{metric}.png for every setting and metric with data.
+  """Writes out_dir/n{n}_lambda{l}.png per setting: one panel per metric with data.
 
   Rows need keys variant, lambda, n, generation. Baseline rows (lambda 0) are drawn in the
   figure of every lambda, as the reference line.
@@ -48,30 +48,38 @@ def plot_metrics(rows: Sequence[Mapping[str, Any]], out_dir: str,
   for n, ratio in settings:
     lines: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
-      if row["n"] != n:
-        continue
-      if row["lambda"] == ratio or row["variant"] == "baseline":
+      if row["n"] == n and (row["lambda"] == ratio or row["variant"] == "baseline"):
         lines.setdefault(row["variant"], []).append(row)
+    panels = []
     for metric in metrics:
-      fig, ax = plt.subplots(figsize=(5, 3.5))
-      drawn = False
+      curves = {}
       for variant, variant_rows in sorted(lines.items()):
         points = sorted((r["generation"], _value(r, metric)) for r in variant_rows
                         if _value(r, metric) is not None)
-        if not points:
-          continue
+        if points:
+          curves[variant] = points
+      if curves:
+        panels.append((metric, curves))
+    if not panels:
+      continue
+    cols = min(4, len(panels))
+    rows_count = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows_count, cols, figsize=(3.6 * cols, 2.8 * rows_count),
+                             squeeze=False)
+    for ax in axes.flat[len(panels):]:
+      ax.axis("off")
+    for ax, (metric, curves) in zip(axes.flat, panels):
+      for variant, points in curves.items():
         gens, values = zip(*points)
         ax.plot(gens, values, marker="o", markersize=3, label=variant,
                 color=COLORS.get(variant))
-        drawn = True
-      if drawn:
-        ax.set_xlabel("generation")
-        ax.set_ylabel(metric)
-        ax.set_title(f"{metric}, n = {n}, lambda = {ratio:g}")
-        ax.legend()
-        fig.tight_layout()
-        path = os.path.join(out_dir, f"n{n}_lambda{ratio:g}_{metric}.png")
-        fig.savefig(path, dpi=100)
-        written.append(path)
-      plt.close(fig)
+      ax.set_xlabel("generation")
+      ax.set_title(metric)
+    axes.flat[0].legend(fontsize="small")
+    fig.suptitle(f"n = {n}, lambda = {ratio:g}")
+    fig.tight_layout()
+    path = os.path.join(out_dir, f"n{n}_lambda{ratio:g}.png")
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    written.append(path)
   return written

@@ -19,7 +19,6 @@ caption of a motion); a synthetic example carries the one caption it was generat
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 from typing import Any, Callable, Mapping, Sequence
@@ -38,8 +37,6 @@ from selfconsume.errors import DataError
 from selfconsume.errors import NonFiniteError
 
 Example = dict[str, jax.Array]
-# The arrays of a TrainState that a checkpoint holds; the rest is rebuilt from the config.
-STATE_FIELDS = ("step", "params", "opt_state", "ema_params")
 
 
 # ----------------------------------------------------------------------------- data
@@ -155,32 +152,36 @@ def draw_prompts(key: jax.Array, real: loop.Buffer, count: int) -> tuple[jax.Arr
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def save_train_state(directory: str, state: Any) -> None:
-  """Writes the array fields of a TrainState with orbax (atomic: complete or absent)."""
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  tree = {name: getattr(state, name) for name in STATE_FIELDS}
-  checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(os.path.abspath(directory), tree)
-  checkpointer.wait_until_finished()
-  checkpointer.close()
+def save_train_state(directory: str, state: Any, config: ml_collections.ConfigDict,
+                     vocab_size: int, normalization: Mapping[str, np.ndarray] | None = None
+                     ) -> None:
+  """Writes a TrainState (with config and normalisation) as selfconsume.checkpoint does.
 
-
-def restore_train_state(directory: str, template: Any) -> Any:
-  """The TrainState saved in `directory`, with the structure and static fields of `template`."""
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  if not os.path.isdir(directory):
-    raise CheckpointError(f"{directory}: no checkpoint there")
-  like = {name: getattr(template, name) for name in STATE_FIELDS}
-  checkpointer = ocp.StandardCheckpointer()
+  Orbax finalises the step directory by an atomic rename: it is complete or absent.
+  """
+  from selfconsume import checkpoint  # pylint: disable=g-import-not-at-top
+  checkpointer = checkpoint.Checkpointer(directory, config, vocab_size,
+                                         normalization=normalization)
   try:
-    tree = checkpointer.restore(os.path.abspath(directory),
-                                jax.tree.map(ocp.utils.to_shape_dtype_struct, like))
-  except (ValueError, KeyError, FileNotFoundError) as e:
-    raise CheckpointError(f"{directory}: cannot restore into the model of this config "
-                          f"(a different model size or vocabulary?): {e}") from e
+    checkpointer.save(state)
   finally:
     checkpointer.close()
-  return template.replace(**tree)
+
+
+def restore_train_state(directory: str, template: Any, config: ml_collections.ConfigDict,
+                        vocab_size: int) -> Any:
+  """The TrainState saved in `directory`, restored into the structure of `template`.
+
+  Raises CheckpointError when there is none, or it was written for a different model.
+  """
+  from selfconsume import checkpoint  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(directory):
+    raise CheckpointError(f"{directory}: no checkpoint there")
+  checkpointer = checkpoint.Checkpointer(directory, config, vocab_size)
+  try:
+    return checkpointer.restore(template)
+  finally:
+    checkpointer.close()
 
 
 def write_run_files(workdir: str, config: ml_collections.ConfigDict, data: MotionData) -> None:
@@ -342,6 +343,8 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
   data = load_data(config, workdir)
   write_run_files(workdir, config, data)
   model = MotionModel(config, data.vocab, data.train.mean, data.train.std)
+  normalization = {"mean": np.asarray(data.train.mean, np.float32),
+                   "std": np.asarray(data.train.std, np.float32)}
   max_len = int(config.text.max_len)
   max_captions = max(1, max(len(c) for c in data.train.captions))
   max_captions = min(max_captions, int(config.text.get("max_captions", 8)))
@@ -463,8 +466,12 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
 
   return humanml.Components(
       real_buffer=real_buffer, synthetic_buffer=synthetic_buffer, init=model.init, fit=fit,
-      sample=sample, correct=correct, evaluate=evaluate, save=save_train_state,
-      restore=restore_train_state, render_prompts=render_prompts,
+      sample=sample, correct=correct, evaluate=evaluate,
+      save=lambda directory, state: save_train_state(
+          directory, state, config, data.vocab.size, normalization),
+      restore=lambda directory, template: restore_train_state(
+          directory, template, config, data.vocab.size),
+      render_prompts=render_prompts,
       render_correction=render_correction)
 
 

@@ -115,6 +115,8 @@ def test_evaluate_refuses_other_normalisation(setup):
   with pytest.raises(DataError, match="normalisation"):
     evaluation.evaluate(_noisy(test, 0.0), shifted, evaluator, jax.random.PRNGKey(0),
                         _config())
+  with pytest.raises(DataError, match="normalisation"):
+    evaluation.evaluator_sanity(evaluator, shifted)
 
 
 def test_evaluator_sanity_separates_real_from_corrupted(setup):

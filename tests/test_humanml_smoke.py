@@ -58,7 +58,7 @@ def test_smoke_run_writes_everything(smoke_run):
   assert corrected and all(r["tracking_error_m"] is not None for r in corrected)
   assert "n8/lambda1" in summary["comparisons"]
   assert (workdir / "summary.json").exists()
-  assert (workdir / "plots" / "n8_lambda1_fid.png").exists()
+  assert (workdir / "plots" / "n8_lambda1.png").exists()
   assert os.listdir(workdir / "tensorboard")
   videos = [f for _, _, files in os.walk(workdir / "videos") for f in files]
   assert any("gen000" in f for f in videos) and any("correction" in f for f in videos)

@@ -88,3 +88,19 @@ def test_nonfinite_samples_never_leave_the_corrector():
   assert bool(jnp.all(jnp.isfinite(dropped)))
   np.testing.assert_array_equal(keep, [True, False, True, False])
   np.testing.assert_array_equal(dropped[:, 0, 0], [2.0, 0.0, 1.0, 0.0])
+
+
+def test_batches_run_in_fixed_size_chunks():
+  shapes = []
+
+  def fake_run(targets, offsets):
+    shapes.append(offsets.shape[0])
+    return {"sum": targets["x"] + offsets, "first": targets["x"][:, :1]}
+
+  run = corrector._chunked(fake_run, 8)  # pylint: disable=protected-access
+  for batch in (5, 8, 19):
+    x = jnp.arange(batch * 3, dtype=jnp.float32).reshape(batch, 3)
+    out = run({"x": x}, jnp.ones((batch, 3)))
+    np.testing.assert_array_equal(out["sum"], x + 1)
+    np.testing.assert_array_equal(out["first"], x[:, :1])
+  assert set(shapes) == {8}

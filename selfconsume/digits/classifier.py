@@ -8,7 +8,6 @@ classifier's config: reruns and resumed runs reuse it and so score on the same f
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 

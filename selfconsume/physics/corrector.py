@@ -61,6 +61,21 @@ def _smooth_time(joints: jax.Array, sigma: float) -> jax.Array:
   return sum(taps[k] * padded[:, k:k + frames] for k in range(2 * radius + 1))
 
 
+def _chunked(run, size: int):
+  """Runs `run(targets, offsets)` over the batch in chunks of `size` (last one padded)."""
+  def chunked(targets, offsets):
+    batch = offsets.shape[0]
+    if batch == size:
+      return run(targets, offsets)
+    pad = -batch % size
+    grow = lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]) if pad else x
+    targets, offsets = jax.tree.map(grow, (targets, offsets))
+    parts = [run(jax.tree.map(lambda x, i=i: x[i:i + size], targets), offsets[i:i + size])
+             for i in range(0, batch + pad, size)]
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs)[:batch], *parts)
+  return chunked
+
+
 def _valid(lengths: jax.Array, frames: int) -> jax.Array:
   return jnp.arange(frames)[None, :] < lengths[:, None]
 
@@ -128,7 +143,7 @@ def simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
   mask = _valid(lengths, frames)
   padded = _edge_pad(joints, lengths)
   targets = rollout_lib.targets_from_joints(_smooth_time(padded, params.reference_sigma))
-  run = rollout_lib.make_rollout(params)
+  run = _chunked(rollout_lib.make_rollout(params), params.max_batch)
   offsets = jnp.zeros(targets.local_quat.shape[:-1] + (3,), jnp.float32)
   out = run(targets, offsets)
   unrefined = _mean_joint_error(out.joints, padded, mask)

@@ -79,8 +79,8 @@ def make_motion(kind: str, frames: int, seed: int = 0, fps: float = skeleton.FPS
     step = joints[i, stance] - joints[i - 1, stance]
     root[i] = root[i - 1] - step * np.array([1, 0, 1])
   joints = joints + root[:, None, :]
+  # Ground every frame: its lowest joint rests on y = 0.
   joints[..., 1] -= joints[..., 1].min(axis=1, keepdims=True)
-  # Re-add the root's height so the lowest joint of each frame rests on the floor.
   return joints.astype(np.float32)
 
 

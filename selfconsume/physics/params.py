@@ -26,6 +26,9 @@ class CorrectorParams:
       generalized / positional / spring pipelines reject ball joints (see benchmarks/corrector.py).
     fps: frame rate of the motions.
     substeps: simulation steps per motion frame (timestep = 1 / (fps * substeps)).
+    max_batch: motions simulated per compiled call; larger batches run as chunks of this
+      size (the last chunk padded), so one compiled shape serves every batch size. (A single
+      64 x 196 call stalled in XLA:CPU on the shared 2-core machine.)
     reference_sigma: std (frames) of a zero-phase Gaussian low-pass applied to the joint
       positions before they become PD targets: the controller's bandwidth (~3 Hz at 1 frame,
       20 fps); 0 tracks the raw reference.
@@ -51,6 +54,7 @@ class CorrectorParams:
   backend: str = "mjx"
   fps: float = 20.0
   substeps: int = 10
+  max_batch: int = 8
   reference_sigma: float = 1.0
   stiffness: float = 1.0
   damping_ratio: float = 1.0
@@ -94,6 +98,8 @@ class CorrectorParams:
           f"physics.substeps={self.substeps}, physics.fps={self.fps}: expected >= 1 and > 0")
     if not self.gamma >= 0:
       raise errors.ConfigError(f"physics.gamma={self.gamma}: expected >= 0 (inf = replace all)")
+    if self.max_batch < 1:
+      raise errors.ConfigError(f"physics.max_batch={self.max_batch}: expected >= 1")
     if self.refine_iterations < 0:
       raise errors.ConfigError(
           f"physics.refine_iterations={self.refine_iterations}: expected >= 0")

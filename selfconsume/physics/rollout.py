@@ -10,7 +10,8 @@ floor's contacts keep it from sinking; feet in contact are held by friction, so 
 skate unless the residual force pulls harder than friction allows.
 
 Everything is a pure jnp function of one motion; `make_rollout` vmaps it over the batch
-and jit-compiles it once per (params, batch, frames).
+and jit-compiles it once per (static settings, batch, frames): gains and force bounds are
+runtime inputs (`Control`), so changing them does not recompile.
 """
 
 from __future__ import annotations
