@@ -30,6 +30,7 @@ import numpy as np
 
 from selfconsume import loop
 from selfconsume import outputs
+from selfconsume import parallel
 from selfconsume.data import text as text_lib
 from selfconsume.errors import CheckpointError
 from selfconsume.errors import ConfigError
@@ -219,6 +220,11 @@ class MotionModel:
     self._template = train_lib.create_train_state(config, jax.random.PRNGKey(0), vocab.size)
     self.generate = mdm.make_generate_fn(self._template.model, config, self.max_frames)
     self._multi_steps: dict[tuple[int, int], Callable] = {}
+    # Data parallel over every local device (and host): each batch is split over a 'data'
+    # mesh axis, parameters and the training buffer are replicated. One device: no mesh.
+    self.mesh = parallel.make_mesh() if jax.device_count() > 1 else None
+    if self.mesh is not None:
+      parallel.check_batch_size(int(config.train.batch_size), self.mesh)
 
   def init(self, key: jax.Array) -> Any:
     return self._train.create_train_state(self.config, key, self.vocab.size)
@@ -239,11 +245,14 @@ class MotionModel:
     cache_key = (buffer.capacity, per_call)
     if cache_key not in self._multi_steps:
       batch_size = int(self.config.train.batch_size)
+      sharding = parallel.batch_sharding(self.mesh) if self.mesh is not None else None
       self._multi_steps[cache_key] = self._train.make_multi_step(
-          lambda k, b: training_batch(k, b, batch_size), per_call)
+          lambda k, b: training_batch(k, b, batch_size), per_call, sharding)
     multi_step = self._multi_steps[cache_key]
     # multi_step donates its input state; the caller's (e.g. the shared generation 0) stays.
     state = jax.tree.map(jnp.copy, state)
+    if self.mesh is not None:
+      state, buffer = parallel.replicate((state, buffer), self.mesh)
     import tqdm  # pylint: disable=g-import-not-at-top
     losses = []
     calls = -(-steps // per_call)

@@ -12,6 +12,7 @@ import pytest
 
 from selfconsume import errors
 from selfconsume.motion import skeleton
+from selfconsume.motion import rotations
 from selfconsume.physics import corrector
 from selfconsume.physics import humanoid
 from selfconsume.physics import params as params_lib
@@ -40,8 +41,8 @@ def test_brax_loads_the_mjcf():
 def test_inverse_kinematics_inverts_forward_kinematics():
   key = jax.random.PRNGKey(0)
   k1, k2 = jax.random.split(key)
-  local = retarget.rotvec_to_quat(0.6 * jax.random.normal(k1, (5, humanoid.NUM_BALLS, 3)))
-  root_quat = retarget.rotvec_to_quat(jax.random.normal(k2, (5, 3)))
+  local = rotations.axis_angle_to_quaternion(0.6 * jax.random.normal(k1, (5, humanoid.NUM_BALLS, 3)))
+  root_quat = rotations.axis_angle_to_quaternion(jax.random.normal(k2, (5, 3)))
   root_pos = jnp.tile(jnp.array([0.3, 0.9, -1.0]), (5, 1))
   joints = retarget.forward_kinematics(root_pos, root_quat, local)
   pos, quat, local_ik = jax.jit(retarget.joints_to_targets)(joints)

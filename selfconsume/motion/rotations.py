@@ -87,6 +87,15 @@ def axis_angle_to_quaternion(axis_angle: jnp.ndarray) -> jnp.ndarray:
   return jnp.concatenate([jnp.cos(0.5 * angle), jnp.sin(0.5 * angle) * axis], axis=-1)
 
 
+def quaternion_to_axis_angle(q: jnp.ndarray) -> jnp.ndarray:
+  """Unit quaternions (..., 4) to axis-angle vectors (..., 3), taking the short way round."""
+  q = jnp.where(q[..., :1] < 0, -q, q)
+  xyz = q[..., 1:]
+  s = jnp.sqrt(jnp.sum(xyz * xyz, axis=-1, keepdims=True) + _EPS**2)
+  angle = 2.0 * jnp.arctan2(s, q[..., :1])
+  return xyz * (angle / s)
+
+
 def quaternion_to_matrix(q: jnp.ndarray) -> jnp.ndarray:
   """Quaternions (..., 4) to rotation matrices (..., 3, 3) acting on column vectors."""
   w, x, y, z = jnp.moveaxis(q, -1, 0)

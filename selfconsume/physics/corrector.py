@@ -29,6 +29,7 @@ import numpy as np
 import optax
 
 from selfconsume.motion import features as features_lib
+from selfconsume.motion import rotations
 from selfconsume.physics import params as params_lib
 from selfconsume.physics import retarget
 from selfconsume.physics import rollout as rollout_lib
@@ -155,8 +156,8 @@ def simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
       # Update direction: rotation still missing from the achieved local rotations (the
       # descent direction of the squared joint-rotation error w.r.t. the target offsets,
       # taking the simulator's response to a target change as identity).
-      residual = retarget.quat_to_rotvec(retarget.quat_mul(
-          retarget.quat_conj(out.local_quat), targets.local_quat))
+      residual = rotations.quaternion_to_axis_angle(rotations.qmul(
+          rotations.qinv(out.local_quat), targets.local_quat))
       residual = jnp.where(mask[..., None, None], residual, 0.0)
       updates, opt_state = optimizer.update(-residual, opt_state, offsets)
       offsets = optax.apply_updates(offsets, updates)

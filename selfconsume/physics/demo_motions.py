@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from selfconsume.motion import rotations
 from selfconsume.motion import skeleton
 from selfconsume.physics import humanoid
 from selfconsume.physics import retarget
@@ -70,7 +71,7 @@ def make_motion(kind: str, frames: int, seed: int = 0, fps: float = skeleton.FPS
   root_quat = np.tile(np.array([np.cos(heading / 2), 0, np.sin(heading / 2), 0], np.float32),
                       (frames, 1))
   joints = np.asarray(_forward_kinematics(
-      jnp.zeros((frames, 3)), jnp.asarray(root_quat), jax.jit(retarget.rotvec_to_quat)(jnp.asarray(rv))))
+      jnp.zeros((frames, 3)), jnp.asarray(root_quat), jax.jit(rotations.axis_angle_to_quaternion)(jnp.asarray(rv))))
   # Plant the lower foot: move the root opposite to that foot's motion relative to the root.
   feet = np.array(skeleton.FOOT_JOINTS)
   root = np.zeros((frames, 3), np.float32)

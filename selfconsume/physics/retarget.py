@@ -16,71 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from selfconsume.motion import rotations
 from selfconsume.motion import skeleton
 from selfconsume.physics import humanoid
 
 _EPS = 1e-8
-
-
-def quat_mul(a: jax.Array, b: jax.Array) -> jax.Array:
-  """Hamilton product, (..., 4) x (..., 4) -> (..., 4)."""
-  aw, ax, ay, az = jnp.moveaxis(a, -1, 0)
-  bw, bx, by, bz = jnp.moveaxis(b, -1, 0)
-  return jnp.stack([
-      aw * bw - ax * bx - ay * by - az * bz,
-      aw * bx + ax * bw + ay * bz - az * by,
-      aw * by - ax * bz + ay * bw + az * bx,
-      aw * bz + ax * by - ay * bx + az * bw,
-  ], axis=-1)
-
-
-def quat_conj(q: jax.Array) -> jax.Array:
-  return q * jnp.array([1.0, -1.0, -1.0, -1.0], q.dtype)
-
-
-def quat_to_rotvec(q: jax.Array) -> jax.Array:
-  """(..., 4) unit quaternion -> (..., 3) rotation vector, taking the short way round."""
-  q = jnp.where(q[..., :1] < 0, -q, q)
-  xyz = q[..., 1:]
-  s = jnp.sqrt(jnp.sum(xyz * xyz, axis=-1, keepdims=True) + _EPS ** 2)
-  angle = 2.0 * jnp.arctan2(s, q[..., :1])
-  return xyz * (angle / s)
-
-
-def rotvec_to_quat(v: jax.Array) -> jax.Array:
-  """(..., 3) rotation vector -> (..., 4) unit quaternion."""
-  angle = jnp.sqrt(jnp.sum(v * v, axis=-1, keepdims=True) + _EPS ** 2)
-  half = 0.5 * angle
-  return jnp.concatenate([jnp.cos(half), v * (jnp.sin(half) / angle)], axis=-1)
-
-
-def quat_rotate(q: jax.Array, v: jax.Array) -> jax.Array:
-  """Rotates vectors (..., 3) by unit quaternions (..., 4)."""
-  w, xyz = q[..., :1], q[..., 1:]
-  t = 2.0 * jnp.cross(xyz, v)
-  return v + w * t + jnp.cross(xyz, t)
-
-
-def matrix_to_quat(m: jax.Array) -> jax.Array:
-  """(..., 3, 3) rotation matrix -> (..., 4) unit quaternion with w >= 0 (Shepperd)."""
-  m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
-  trace = m00 + m11 + m22
-  cands = jnp.stack([
-      jnp.stack([1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
-                 m[..., 1, 0] - m[..., 0, 1]], -1),
-      jnp.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m00 - m11 - m22,
-                 m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
-      jnp.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0],
-                 1 - m00 + m11 - m22, m[..., 1, 2] + m[..., 2, 1]], -1),
-      jnp.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0],
-                 m[..., 1, 2] + m[..., 2, 1], 1 - m00 - m11 + m22], -1),
-  ], axis=-2)
-  # Pick the numerically largest candidate (the one whose leading term is largest).
-  best = jnp.argmax(jnp.stack([1 + trace, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22,
-                               1 - m00 - m11 + m22], -1), axis=-1)
-  q = jnp.take_along_axis(cands, best[..., None, None], axis=-2)[..., 0, :]
-  q = q / jnp.sqrt(jnp.sum(q * q, axis=-1, keepdims=True) + _EPS)
-  return jnp.where(q[..., :1] < 0, -q, q)
 
 
 def _normalize(v: jax.Array) -> jax.Array:
@@ -159,7 +99,7 @@ def joints_to_targets(joints: jax.Array) -> tuple[jax.Array, jax.Array, jax.Arra
   child = glob[..., 1:, :, :]
   parent = glob[..., parent_slot, :, :]
   local = jnp.swapaxes(parent, -1, -2) @ child
-  return joints[..., 0, :], matrix_to_quat(glob[..., 0, :, :]), matrix_to_quat(local)
+  return joints[..., 0, :], rotations.matrix_to_quaternion(glob[..., 0, :, :]), rotations.matrix_to_quaternion(local)
 
 
 def forward_kinematics(root_pos: jax.Array, root_quat: jax.Array,
@@ -171,7 +111,7 @@ def forward_kinematics(root_pos: jax.Array, root_quat: jax.Array,
   pos = {0: root_pos}
   for j in range(1, skeleton.NUM_JOINTS):
     p = skeleton.PARENTS[j]
-    pos[j] = pos[p] + quat_rotate(glob[p], jnp.broadcast_to(rest[j], pos[p].shape))
+    pos[j] = pos[p] + rotations.qrot(glob[p], jnp.broadcast_to(rest[j], pos[p].shape))
     if j in ball_slot:
-      glob[j] = quat_mul(glob[p], local_quat[..., ball_slot[j], :])
+      glob[j] = rotations.qmul(glob[p], local_quat[..., ball_slot[j], :])
   return jnp.stack([pos[j] for j in range(skeleton.NUM_JOINTS)], axis=-2)

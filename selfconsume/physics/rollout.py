@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from mujoco import mjx
 
+from selfconsume.motion import rotations
 from selfconsume.physics import humanoid
 from selfconsume.physics import retarget
 from selfconsume.physics.params import CorrectorParams
@@ -73,7 +74,7 @@ def targets_from_joints(joints: jax.Array) -> Targets:
 
 def _angular_velocity(quat: jax.Array, dt: float) -> jax.Array:
   """Body-frame angular velocity (F, ..., 3) taking each frame to the next; 0 at the end."""
-  delta = retarget.quat_to_rotvec(retarget.quat_mul(retarget.quat_conj(quat[:-1]), quat[1:]))
+  delta = rotations.quaternion_to_axis_angle(rotations.qmul(rotations.qinv(quat[:-1]), quat[1:]))
   return jnp.concatenate([delta / dt, jnp.zeros_like(delta[:1])], axis=0)
 
 
@@ -148,7 +149,7 @@ def track_one(system, params: CorrectorParams, control: Control, targets: Target
 
   local_target = targets.local_quat
   if offsets is not None:
-    local_target = retarget.quat_mul(local_target, retarget.rotvec_to_quat(offsets))
+    local_target = rotations.qmul(local_target, rotations.axis_angle_to_quaternion(offsets))
   local_vel = _angular_velocity(local_target, dt)
   root_vel = jnp.concatenate(
       [(targets.root_pos[1:] - targets.root_pos[:-1]) / dt, jnp.zeros((1, 3))], axis=0)
@@ -173,8 +174,8 @@ def track_one(system, params: CorrectorParams, control: Control, targets: Target
     # Joint PD toward the target interpolated at the target's angular velocity; the
     # -kd * w part is the model's implicit dof damping.
     q = data.qpos[ball_qpos]
-    q_now = retarget.quat_mul(q_tgt, retarget.rotvec_to_quat(w_tgt * tau_frac))
-    err = retarget.quat_to_rotvec(retarget.quat_mul(retarget.quat_conj(q), q_now))
+    q_now = rotations.qmul(q_tgt, rotations.axis_angle_to_quaternion(w_tgt * tau_frac))
+    err = rotations.quaternion_to_axis_angle(rotations.qmul(rotations.qinv(q), q_now))
     tau = kp * err + kd * w_tgt
     tau = tau + control.compensate * data.qfrc_bias[ball_dof].reshape(-1, 3)
     # Residual root force (world frame) and torque (body frame), bounded.
@@ -183,8 +184,8 @@ def track_one(system, params: CorrectorParams, control: Control, targets: Target
     force_xz = _clip_norm(force[jnp.array([0, 2])], control.max_force_xz * weight)
     force_y = jnp.clip(force[1], -control.max_force_y * weight, control.max_force_y * weight)
     force = jnp.stack([force_xz[0], force_y, force_xz[1]])
-    r_now = retarget.quat_mul(r_tgt, retarget.rotvec_to_quat(rw_tgt * tau_frac))
-    r_err = retarget.quat_to_rotvec(retarget.quat_mul(retarget.quat_conj(data.qpos[3:7]), r_now))
+    r_now = rotations.qmul(r_tgt, rotations.axis_angle_to_quaternion(rw_tgt * tau_frac))
+    r_err = rotations.quaternion_to_axis_angle(rotations.qmul(rotations.qinv(data.qpos[3:7]), r_now))
     torque = root_rot_inertia * (wr * wr * r_err + 2.0 * wr * (rw_tgt - data.qvel[3:6]))
     torque = _clip_norm(torque, control.max_torque)
     applied = jnp.zeros(system.nv).at[ball_dof].set(tau.reshape(-1))
