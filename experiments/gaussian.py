@@ -40,9 +40,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.num_seeds must be >= 1, got {config.num_seeds}")
   if config.num_generations < 1:
     raise ConfigError(f"config.num_generations must be >= 1, got {config.num_generations}")
-  for name in ("synthetic_ratio",):
-    if config[name] < 0:
-      raise ConfigError(f"config.{name} (lambda) must be >= 0, got {config[name]}")
+  if config.synthetic_ratio < 0:
+    raise ConfigError(f"config.synthetic_ratio (lambda) must be >= 0, got {config.synthetic_ratio}")
   if any(r < 0 for r in config.synthetic_ratios):
     raise ConfigError(f"config.synthetic_ratios (lambda) must all be >= 0, got {config.synthetic_ratios}")
   if not config.gammas or any(g < 0 for g in config.gammas):

@@ -350,7 +350,6 @@ def run_loop(config: ml_collections.ConfigDict, workdir: str, components: Compon
       n = int(n)
       real = components.real_buffer(n)
       gen0_dir = generation_dir(run_dir(workdir, n, None, None), 0)
-      gen0_state_dir = os.path.join(gen0_dir, "state")
       start = time.time()
       if os.path.exists(os.path.join(gen0_dir, "row.json")):
         gen0_state = None  # restored only if some run still has generations to do

@@ -1,6 +1,5 @@
 """The theory notebook runs top to bottom (on the smoke preset, to fit the suite's budget)."""
 
-import os
 
 import nbformat
 import pytest

@@ -146,7 +146,7 @@ def _run(rng, p, n):
   c["height"] += -0.05 * env
   adv, _ = _speed_words(p["speed"], 2.6, 3.1)
   caps = [f"a person runs forward {adv}", "someone jogs ahead quickly" if adv == "quickly"
-          else "someone is running forward", f"the person sprints in a straight line"
+          else "someone is running forward", "the person sprints in a straight line"
           if adv == "quickly" else "the person runs straight ahead"]
   return c, caps
 

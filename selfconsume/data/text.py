@@ -56,14 +56,10 @@ class Vocabulary:
     index = self._index
     return [index.get(w, 1) for w in tokenize(caption)]
 
-  @property
+  @functools.cached_property
   def _index(self) -> dict[str, int]:
-    # Cached on the instance; the dataclass is frozen so the mapping never goes stale.
-    cache = self.__dict__.get("_index_cache")
-    if cache is None:
-      cache = {w: i for i, w in enumerate(self.words)}
-      object.__setattr__(self, "_index_cache", cache)
-    return cache
+    # The dataclass is frozen, so the cached mapping never goes stale.
+    return {w: i for i, w in enumerate(self.words)}
 
   def save(self, path: str | os.PathLike) -> None:
     from selfconsume.outputs import write_json

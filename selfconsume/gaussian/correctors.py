@@ -46,7 +46,7 @@ def histogram_density(points: jax.Array, valid: jax.Array, bins: int
   low = jnp.min(jnp.where(valid[:, None], points, big), axis=0)
   high = jnp.max(jnp.where(valid[:, None], points, -big), axis=0)
   width = jnp.maximum(high - low, 1e-6) / bins
-  index = _bin_index(points, low, width, bins)
+  index = _bin_index(points, low, width)
   # numpy puts a point on the upper edge into the last bin.
   index = jnp.clip(index, 0, bins - 1)
   flat = index[:, 0] * bins + index[:, 1]
@@ -55,8 +55,7 @@ def histogram_density(points: jax.Array, valid: jax.Array, bins: int
   return density.reshape(bins, bins), low, width
 
 
-def _bin_index(points, low, width, bins):
-  del bins
+def _bin_index(points, low, width):
   return jnp.floor((points - low) / width).astype(jnp.int32)
 
 
@@ -84,7 +83,7 @@ def histogram_rejection(key: jax.Array, points: jax.Array, valid: jax.Array,
   num_needed = jnp.sum(valid.astype(jnp.int32))
 
   def target_density(x):
-    index = _bin_index(x, low, width, bins)
+    index = _bin_index(x, low, width)
     inside = jnp.all((index >= 0) & (index < bins), axis=-1)
     clipped = jnp.clip(index, 0, bins - 1)
     empirical = jnp.where(inside, density.reshape(-1)[clipped[:, 0] * bins + clipped[:, 1]], 0.0)

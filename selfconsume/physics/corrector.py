@@ -31,7 +31,6 @@ import optax
 from selfconsume.motion import features as features_lib
 from selfconsume.motion import rotations
 from selfconsume.physics import params as params_lib
-from selfconsume.physics import retarget
 from selfconsume.physics import rollout as rollout_lib
 from selfconsume.physics.params import CorrectorParams
 
