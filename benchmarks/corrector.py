@@ -30,16 +30,25 @@ from selfconsume.physics import params as params_lib
 from selfconsume.physics import rollout as rollout_lib
 
 
-def _motions(count: int, frames: int, seed: int) -> np.ndarray:
-  """(count, frames, 22, 3) procedural motions, cropped or held at their last frame."""
+def _motions(count: int, frames: int, seed: int) -> tuple[np.ndarray, list[str]]:
+  """(count, frames, 22, 3) procedural motions, cropped or held at their last frame, and
+  each one's group: 'jump' (has a two-footed jump), 'run' or 'other'."""
   rng = np.random.default_rng(seed)
-  out = []
+  out, groups = [], []
   while len(out) < count:
-    joints, _, _ = procedural.sample_motion(rng)
+    joints, _, families = procedural.sample_motion(rng)
     if len(joints) < frames:
       joints = np.concatenate([joints, np.repeat(joints[-1:], frames - len(joints), 0)])
     out.append(joints[:frames])
-  return np.stack(out).astype(np.float32)
+    groups.append("jump" if any(f.startswith("jump") for f in families)
+                  else "run" if "run" in families else "other")
+  return np.stack(out).astype(np.float32), groups
+
+
+def _by_group(values: jax.Array, groups: list[str]) -> dict[str, float]:
+  values = np.asarray(values, np.float64)
+  return {g: round(float(values[[x == g for x in groups]].mean()), 4)
+          for g in sorted(set(groups))}
 
 
 # ----------------------------------------------------------------------------- numpy control
@@ -179,7 +188,7 @@ def main() -> None:
     return
 
   params = params_lib.CorrectorParams()
-  joints = _motions(args.motions, args.frames, args.seed)
+  joints, groups = _motions(args.motions, args.frames, args.seed)
   lengths = jnp.full((args.motions,), args.frames, jnp.int32)
   key = jax.random.PRNGKey(0)
   motion_seconds = args.motions * args.frames / params.fps
@@ -216,7 +225,11 @@ def main() -> None:
       "backend": params.backend,
       "tracking_error_m": round(float(jnp.mean(info["tracking_error_m"])), 4),
       "tracking_error_refined_m": round(float(jnp.mean(refined["tracking_error_m"])), 4),
+      "refine_iterations": args.refine_iterations,
+      "tracking_error_by_group_m": _by_group(info["tracking_error_m"], groups),
+      "motions_by_group": {g: groups.count(g) for g in sorted(set(groups))},
       "fall_rate": round(float(jnp.mean(info["fell"])), 4),
+      "fall_rate_by_group": _by_group(info["fell"], groups),
       "nonfinite_rate": round(float(jnp.mean(info["nonfinite"])), 4),
       "residual_force": round(float(jnp.mean(info["residual_force"])), 4),
   }

@@ -97,7 +97,8 @@ def main(argv=None) -> None:
     n = int(config.loop.sizes[0])
     last = last_generation(summary, n, 1.0)
     per_seed[seed] = {"last": last, "claims": claims(last), "seconds": time.time() - start,
-                      "generations": int(config.loop.generations)}
+                      "generations": int(config.loop.generations),
+                      "correction_floor": summary.get("correction_floor")}
     print(json.dumps({"seed": seed, **per_seed[seed]["claims"],
                       "seconds": round(per_seed[seed]["seconds"], 1)}), flush=True)
   aggregate = {}

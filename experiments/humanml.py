@@ -15,6 +15,8 @@ equal those of an uninterrupted run.
 
 Workdir layout:
   metrics.jsonl, summary.json, config.json, vocab.json
+  correction_floor.json   the real test motions scored after physics correction (FID etc.):
+                          how far correction alone moves data in the evaluator's eyes
   checkpoints/n64/gen_000/{state/, row.json}                     shared generation 0
   checkpoints/n64/baseline/gen_001/...                           baseline (lambda = 0)
   checkpoints/n64/lambda1/self_correcting/gen_001/...            the other variants
@@ -75,6 +77,9 @@ class Components:
     restore: (directory, template train state) -> train state.
     render_prompts: optional (train state, key, path) -> None: fixed prompts as a video.
     render_correction: optional (before, after buffers, path) -> None.
+    correction_floor: optional key -> metrics of the real test motions after physics
+      correction: what correction alone costs in the evaluator's eyes (FID etc.), the level
+      self_correcting cannot go below whatever the loop does.
   """
   real_buffer: Callable[[int], loop.Buffer]
   synthetic_buffer: Callable[[int, float], loop.Buffer]
@@ -87,6 +92,7 @@ class Components:
   restore: Callable[[str, Any], Any]
   render_prompts: Callable[[Any, jax.Array, str], None] | None = None
   render_correction: Callable[[loop.Buffer, loop.Buffer, str], None] | None = None
+  correction_floor: Callable[[jax.Array], Mapping[str, Any]] | None = None
   close: Callable[[], None] | None = None
 
 
@@ -431,6 +437,13 @@ def run_loop(config: ml_collections.ConfigDict, workdir: str, components: Compon
           progress.set_postfix(fid=row.get("fid"))
           if stop_after is not None and stop_after(name, g):
             return {}
+    floor = None
+    if "self_correcting" in config.loop.variants and components.correction_floor is not None:
+      floor_path = os.path.join(workdir, "correction_floor.json")
+      if not os.path.exists(floor_path):
+        outputs.write_json(floor_path, components.correction_floor(eval_key))
+      with open(floor_path) as f:
+        floor = json.load(f)
   finally:
     writers.close()
     if components.close is not None:
@@ -439,6 +452,8 @@ def run_loop(config: ml_collections.ConfigDict, workdir: str, components: Compon
   summary = summarize(rows, config)
   summary["seed"] = seed
   summary["preset"] = config.get("preset", "")
+  if floor is not None:
+    summary["correction_floor"] = floor
   outputs.write_json(os.path.join(workdir, "summary.json"), summary)
   if config.outputs.plots:
     from selfconsume import loop_plots  # pylint: disable=g-import-not-at-top

@@ -445,6 +445,39 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
         row[name] = value
     return row
 
+  def correction_floor(key) -> dict[str, Any]:
+    nonlocal physics
+    if physics is None:
+      physics = corrector_params(config)
+    real = evaluation.real_motion_generator(data.test)
+    infos: list[Mapping[str, Any]] = []
+    corrected: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def generate_fn(captions, lengths, correct_key):
+      lengths = jnp.asarray(lengths)
+      fixed, _, info = correct_motions(model, physics, correct_key,
+                                       jnp.asarray(real(captions, lengths, None)), lengths)
+      infos.append(info)
+      corrected.append((np.asarray(fixed), np.asarray(lengths)))
+      return np.asarray(fixed)
+
+    floor_config = eval_config.copy_and_resolve_references()
+    floor_config.multimodality_prompts = 0  # real motions have one version per caption
+    floor_config.num_repeats = 1
+    scores = evaluation.evaluate(generate_fn, data.test, evaluator, key, floor_config)
+    motions = np.concatenate([m for m, _ in corrected])
+    lengths = np.concatenate([l for _, l in corrected])
+    physics_after = physics_summary(model.joints(jnp.asarray(motions), jnp.asarray(lengths)),
+                                    jnp.asarray(lengths))
+    stack = lambda name: np.concatenate([np.asarray(i[name], np.float32) for i in infos])
+    out = {name: float(scores[name]) for name in (
+        "fid", "r_precision_top1", "r_precision_top2", "r_precision_top3", "matching_score",
+        "diversity", "real_fid")}
+    out.update({k: physics_after[k] for k in ("float_mm", "penetrate_mm", "skate")})
+    out.update(tracking_error_m=float(stack("tracking_error_m").mean()),
+               fall_rate=float(stack("fell").mean()), num_samples=int(len(lengths)))
+    return out
+
   def render_prompts(state, key, path):
     captions = list(config.outputs.video_prompts)
     frames = min(model.max_frames, int(config.outputs.get("video_frames", 80)))
@@ -481,7 +514,8 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
       restore=lambda directory, template: restore_train_state(
           directory, template, config, data.vocab.size),
       render_prompts=render_prompts,
-      render_correction=render_correction)
+      render_correction=render_correction,
+      correction_floor=correction_floor)
 
 
 def _render(clips: list[np.ndarray], captions: list[str], path: str,
