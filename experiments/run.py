@@ -87,12 +87,21 @@ def main(argv):
     sys.exit(2)
 
 
+def _config_arg(argv) -> tuple[str, str] | None:
+  """(file, preset) of the --config=path/to/config.py[:preset] argument, if given."""
+  value = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if value is None:
+    return None
+  path, _, preset = value.partition(":")
+  return path, preset
+
+
 def _missing_override(argv) -> str | None:
   """Names the first --config.a.b=... override whose field the config does not have."""
-  path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-  if path is None:
+  config_arg = _config_arg(argv)
+  if config_arg is None:
     return None
-  path, _, preset = path.partition(":")
+  path, preset = config_arg
   spec = importlib.util.spec_from_file_location("_config_for_error", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -113,9 +122,9 @@ def _missing_override(argv) -> str | None:
 
 def _parse_flags(argv):
   """absl's flag parser, with config mistakes reported as one line instead of a traceback."""
-  path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-  if path is not None and not os.path.isfile(path.partition(":")[0]):
-    print(f"error: --config: no config file {path.partition(':')[0]!r} "
+  config_arg = _config_arg(argv)
+  if config_arg is not None and not os.path.isfile(config_arg[0]):
+    print(f"error: --config: no config file {config_arg[0]!r} "
           f"(the configs are in experiments/configs/)", file=sys.stderr)
     sys.exit(2)
   try:

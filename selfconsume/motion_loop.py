@@ -19,6 +19,7 @@ caption of a motion); a synthetic example carries the one caption it was generat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from typing import Any, Callable, Mapping, Sequence
@@ -363,7 +364,8 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
   eval_config = evaluation.resolve_config(config.eval)
   eval_config.generate_batch_size = model.batch_size
   gamma = float(config.correction.gamma)
-  physics = None  # CorrectorParams, built on the first correction
+  # CorrectorParams, built on the first correction (importing the simulator is slow).
+  physics = functools.cache(lambda: corrector_params(config))
 
   subsets: dict[int, loop.Buffer] = {}
   current = {"n": int(config.loop.sizes[0])}  # the size the driver works on
@@ -400,12 +402,9 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
                              "num_captions": jnp.ones((count,), jnp.int32)})
 
   def correct(key, buffer: loop.Buffer):
-    nonlocal physics
-    if physics is None:
-      physics = corrector_params(config)
     lengths = buffer.data["lengths"]
     correct_key, mix_key = jax.random.split(key)
-    fixed, usable, info = correct_motions(model, physics, correct_key, buffer.data["motion"],
+    fixed, usable, info = correct_motions(model, physics(), correct_key, buffer.data["motion"],
                                           lengths)
     mixed, replaced = loop.replace_with_probability(mix_key, buffer.data["motion"], fixed,
                                                     gamma)
@@ -446,16 +445,13 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
     return row
 
   def correction_floor(key) -> dict[str, Any]:
-    nonlocal physics
-    if physics is None:
-      physics = corrector_params(config)
     real = evaluation.real_motion_generator(data.test)
     infos: list[Mapping[str, Any]] = []
     corrected: list[tuple[np.ndarray, np.ndarray]] = []
 
     def generate_fn(captions, lengths, correct_key):
       lengths = jnp.asarray(lengths)
-      fixed, _, info = correct_motions(model, physics, correct_key,
+      fixed, _, info = correct_motions(model, physics(), correct_key,
                                        jnp.asarray(real(captions, lengths, None)), lengths)
       infos.append(info)
       corrected.append((np.asarray(fixed), np.asarray(lengths)))
