@@ -11,6 +11,8 @@ import pytest
 from selfconsume import outputs
 from selfconsume.data import humanml3d
 from selfconsume.data import procedural
+from selfconsume.data import procedural_actions as actions
+from selfconsume.data import procedural_kinematics as kinematics
 from selfconsume.errors import DataError
 from selfconsume.motion import features
 from selfconsume.motion import skeleton
@@ -160,3 +162,24 @@ def test_written_features_match_written_joints(corpus):
   joints = [np.load(os.path.join(corpus, "new_joints", i + ".npy")) for i in ids]
   for recovered, expected in zip(features.features_to_joints_list(vecs), joints):
     np.testing.assert_allclose(recovered, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["jump", "jump_forward", "hop"])
+def test_jumps_push_off_fly_and_land_like_a_body(family):
+  """The pelvis's vertical acceleration stays within what legs can push (no step in speed at
+  take-off or touch-down), and is gravity's while both feet are off the ground."""
+  rng = np.random.default_rng(5)
+  gravity = 9.81
+  airborne = 0
+  for _ in range(20):
+    action = actions.sample_action(rng, family)
+    controls, _ = actions.BUILDERS[family](rng, action.params, action.num_frames)
+    joints = kinematics.controls_to_joints(controls, np.zeros(2, np.float32), 0.0)
+    accel = np.diff(joints[:, 0, 1], 2) * skeleton.FPS ** 2      # frame t + 1
+    assert np.abs(accel).max() < 1.6 * gravity, action
+    feet = joints[:, [7, 8, 10, 11], 1].min(-1)
+    off = feet > feet.min() + 0.02
+    flying = off[:-2] & off[1:-1] & off[2:]                        # t, t + 1, t + 2 airborne
+    np.testing.assert_allclose(accel[flying], -gravity, atol=0.05 * gravity)
+    airborne += flying.sum()
+  assert airborne > 20

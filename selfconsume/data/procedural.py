@@ -43,7 +43,7 @@ from selfconsume.errors import DataError
 from selfconsume.motion import features as features_lib
 from selfconsume.motion import skeleton
 
-CORPUS_VERSION = 2   # bump whenever the motions or captions drawn for a seed change
+CORPUS_VERSION = 3   # bump whenever the motions or captions drawn for a seed change
 MANIFEST = "manifest.json"
 SPLIT_FRACTIONS = (("train", 0.80), ("val", 0.05), ("test", 0.15))
 MAX_JOINT_FRAMES = skeleton.MAX_FRAMES + 1   # T joint frames give T - 1 feature rows

@@ -18,6 +18,8 @@ _FPS = float(skeleton.FPS)
 _NEUTRAL_ABDUCT = 0.15
 _NEUTRAL_ELBOW = 0.2
 SIDES = ("left", "right")
+_JUMP_SETTLE = 10   # frames of standing-to-crouch lead-in and landing-to-standing tail
+_HOP_HEIGHT = 0.07  # m
 COUNT_WORDS = {1: "once", 2: "twice", 3: "three times", 4: "four times"}
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 
@@ -31,6 +33,8 @@ def neutral_controls(num_frames: int) -> dict[str, np.ndarray]:
       "yaw_rate": np.zeros((t,), np.float32),       # rad/frame
       "height": np.zeros((t,), np.float32),         # pelvis offset from standing, m
       "air": np.zeros((t,), np.float32),            # airborne lift of pelvis and free feet, m
+      "bounce": np.zeros((t,), np.float32),         # jump crouch of the pelvis, m (not smoothed:
+                                                    # its take-off speed meets the flight's)
       "pitch": np.zeros((t,), np.float32),          # torso forward lean, rad
       "roll": np.zeros((t,), np.float32),           # torso side bend, rad
       "abduct": np.full((t, 2), _NEUTRAL_ABDUCT, np.float32),   # arm raise sideways [L, R]
@@ -192,35 +196,109 @@ def _turn(rng, p, n):
   return c, caps
 
 
-def _flights(c: dict, starts, flight: int, height: float) -> np.ndarray:
-  """Airborne parabolas of `flight` frames starting at `starts`; returns the flight mask."""
+_GRAVITY = 9.81
+# Pelvis acceleration while the legs extend with the feet planted (ground reaction 2.2 body
+# weights, within what people produce in a countermovement jump), and its deceleration while
+# they absorb the landing.
+_PUSH_ACCEL = 1.2 * _GRAVITY
+_LAND_ACCEL = 1.5 * _GRAVITY
+
+
+def _takeoff_speed(height: float) -> float:
+  return float(np.sqrt(2 * _GRAVITY * height))
+
+
+def ballistic_cycle_frames(height: float) -> int:
+  """Frames from the start of a push-off to the end of its landing, for a jump of `height` m."""
+  v0 = _takeoff_speed(height)
+  return int(np.ceil((v0 / _PUSH_ACCEL + 2 * v0 / _GRAVITY + v0 / _LAND_ACCEL) * _FPS))
+
+
+def _ramp(t: np.ndarray, t0: float, t1: float, y0: float, y1: float) -> np.ndarray:
+  """Rest-to-rest cosine move from y0 at t0 to y1 at t1 (constant outside)."""
+  u = np.clip((t - t0) / max(t1 - t0, 1e-6), 0.0, 1.0)
+  return y0 + (y1 - y0) * (0.5 - 0.5 * np.cos(np.pi * u))
+
+
+def _ballistic(c: dict, push_starts, height: float, distance: float = 0.0,
+               settle_s: float = 0.4) -> np.ndarray:
+  """Jumps that a body can perform: push-off, flight, landing; returns the flight mask.
+
+  From rest at the bottom of a crouch the legs extend, feet planted, accelerating the pelvis
+  upwards at _PUSH_ACCEL until it reaches standing height at take-off speed sqrt(2 g h);
+  pelvis and feet then fly on one parabola (height h, duration 2 v0 / g); after touch-down
+  the legs absorb the landing speed at _LAND_ACCEL. Between those phases, and from and back
+  to standing (over up to `settle_s` seconds), the pelvis moves on rest-to-rest ramps. The
+  forward speed (`distance` / flight time, at most the take-off speed) builds up over the
+  push-off and is absorbed over the landing, so velocities are continuous everywhere.
+  Writes the pelvis offset on the ground to c['bounce'], the flight lift to c['air'] and adds
+  the forward motion to c['vel'].
+
+  Args:
+    c: controls, modified in place.
+    push_starts: frame (float) at which each push-off starts.
+    height: flight apex above standing, metres.
+    distance: forward distance covered in flight, metres.
+    settle_s: longest ramp from standing into the first crouch and back after the last landing.
+  """
   n = len(c["air"])
-  t = np.arange(n, dtype=np.float32)
+  t = np.arange(n, dtype=np.float64) / _FPS
+  v0 = _takeoff_speed(height)
+  push_s, flight_s, land_s = v0 / _PUSH_ACCEL, 2 * v0 / _GRAVITY, v0 / _LAND_ACCEL
+  push_depth, land_depth = 0.5 * v0 * push_s, 0.5 * v0 * land_s
+  speed = min(distance / flight_s, v0)
+  bounce = np.zeros(n)
+  air = np.zeros(n)
+  forward = np.zeros(n)
   mask = np.zeros(n, bool)
-  for s in starts:
-    u = (t - s + 1) / (flight + 1)
-    inside = (u > 0) & (u < 1)
-    c["air"] += np.where(inside, 4 * height * u * (1 - u), 0).astype(np.float32)
-    mask |= inside
+  rest_t, rest_y = [max(0.0, push_starts[0] / _FPS - settle_s)], [0.0]
+  for start in push_starts:
+    t0 = start / _FPS
+    up, down = t0 + push_s, t0 + push_s + flight_s
+    end = down + land_s
+    rest_t += [t0, end]
+    rest_y += [-push_depth, -land_depth]
+    push = (t >= t0) & (t < up)
+    bounce[push] = -push_depth + 0.5 * _PUSH_ACCEL * (t[push] - t0) ** 2
+    fly = (t > up) & (t < down)
+    air[fly] = v0 * (t[fly] - up) - 0.5 * _GRAVITY * (t[fly] - up) ** 2
+    mask |= fly
+    land = (t >= down) & (t < end)
+    bounce[land] = -v0 * (t[land] - down) + 0.5 * _LAND_ACCEL * (t[land] - down) ** 2
+    # Forward position: accelerate over the push-off, glide, decelerate over the landing.
+    forward += np.where(t < t0, 0.0, np.where(
+        t < up, 0.5 * speed / push_s * (t - t0) ** 2, np.where(
+            t < down, speed * (0.5 * push_s + t - up), np.where(
+                t < end, speed * (0.5 * push_s + flight_s + (t - down)
+                                  - 0.5 * (t - down) ** 2 / land_s),
+                speed * (0.5 * push_s + flight_s + 0.5 * land_s)))))
+  rest_t.append(min(rest_t[-1] + settle_s, t[-1]))
+  rest_y.append(0.0)
+  # Ramps between the phases: standing -> first crouch, each landing -> next crouch, last
+  # landing -> standing.
+  for k in range(0, len(rest_t) - 1, 2):
+    inside = (t >= rest_t[k]) & (t < rest_t[k + 1])
+    bounce[inside] = _ramp(t[inside], rest_t[k], rest_t[k + 1], rest_y[k], rest_y[k + 1])
+  c["bounce"] += bounce.astype(np.float32)
+  c["air"] += air.astype(np.float32)
+  c["vel"][:-1, 1] += np.diff(forward).astype(np.float32)
   return mask
 
 
 def _jump(rng, p, n, forward: bool):
   c = neutral_controls(n)
   count = p["count"]
-  flight = int(round(2 * np.sqrt(2 * p["height"] / 9.81) * _FPS))
-  period = (n - 16) / count
-  starts = [8 + int(i * period + 0.5 * period - flight / 2) for i in range(count)]
-  mask = _flights(c, starts, flight, p["height"])
+  cycle = ballistic_cycle_frames(p["height"])
+  period = (n - 2 * _JUMP_SETTLE) / count
+  starts = [_JUMP_SETTLE + i * period + 0.5 * (period - cycle) for i in range(count)]
+  mask = _ballistic(c, starts, p["height"], p["distance"] if forward else 0.0)
   c["contact"][mask] = False
   c["step_height"][:] = 0.03
-  crouch = _pulses(n, [s - 6 for s in starts], 6) + _pulses(n, [s + flight for s in starts], 6)
-  c["height"] -= 0.12 * crouch
-  c["pitch"] += 0.2 * crouch
-  c["flex"] += (1.2 * _pulses(n, [s - 2 for s in starts], flight + 4))[:, None]
+  # Lean into the crouch; swing the arms up through push-off and flight.
+  c["pitch"] += -1.0 * c["bounce"]
+  c["flex"] += (1.2 * _pulses(n, [int(s) - 2 for s in starts], cycle + 4))[:, None]
   times = COUNT_WORDS.get(count, f"{count} times")
   if forward:
-    c["vel"][mask, 1] = p["distance"] / flight
     caps = [f"a person jumps forward {times}", f"someone leaps ahead {times}",
             "the person does a long jump forward" if count == 1 else
             f"the person makes {NUMBER_WORDS[count]} forward jumps"]
@@ -241,10 +319,10 @@ def _hop(rng, p, n):
   lateral = 0.1 if free == 0 else -0.1
   c["override"][:, free] = np.array([lateral, -0.6, -0.18], np.float32)
   c["contact"][:, free] = env < 0.02
-  flight = 5
+  cycle = ballistic_cycle_frames(_HOP_HEIGHT)
   period = (n - 30) / p["count"]
-  starts = [15 + int(i * period + 0.5 * period - flight / 2) for i in range(p["count"])]
-  mask = _flights(c, starts, flight, 0.07)
+  starts = [15 + i * period + 0.5 * (period - cycle) for i in range(p["count"])]
+  mask = _ballistic(c, starts, _HOP_HEIGHT, settle_s=0.25)
   c["contact"][mask, stand] = False
   c["step_height"][:] = 0.02
   c["abduct"] += 0.5 * env[:, None]
@@ -378,11 +456,12 @@ def sample_action(rng: np.random.Generator, family: str) -> Action:
   elif family in ("jump", "jump_forward"):
     count = int(rng.integers(1, 4))
     p = dict(count=count, height=rng.uniform(0.15, 0.3), distance=rng.uniform(0.4, 0.8))
-    n = 20 + count * int(rng.integers(18, 25))
+    n = 2 * _JUMP_SETTLE + count * (ballistic_cycle_frames(p["height"])
+                                    + int(rng.integers(5, 10)))
   elif family == "hop":
     count = int(rng.integers(2, 5))
     p = dict(side=side, count=count)
-    n = 30 + count * int(rng.integers(10, 14))
+    n = 30 + count * (ballistic_cycle_frames(_HOP_HEIGHT) + int(rng.integers(2, 5)))
   elif family == "squat":
     count = int(rng.integers(1, 4))
     p = dict(count=count, depth=rng.uniform(0.2, 0.4))

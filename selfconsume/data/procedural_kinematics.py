@@ -124,7 +124,7 @@ def controls_to_joints(c: dict, start_xz: np.ndarray, start_heading: float) -> n
   foot_yaw = np.stack(foot_yaw, 1)
   # Pelvis height: desired, lowered where a planted foot would be out of reach.
   hips_local = offsets[[1, 2]]
-  height = _STAND_HEIGHT + c["height"] + c["air"]
+  height = _STAND_HEIGHT + c["height"] + c["bounce"] + c["air"]
   for f in range(2):
     hip_xz = root[:, [0, 2]] + _apply(r_yaw, hips_local[f])[:, [0, 2]]
     horiz = np.linalg.norm(ankles[:, f, [0, 2]] - hip_xz, axis=-1)
