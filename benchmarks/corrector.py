@@ -4,7 +4,8 @@ Corrects 64 procedural motions x 196 frames at the default simulation rate and r
 seconds corrected per wall second; then runs the same PD-tracking rollout (same MJCF, time
 step, control law and targets) in the `mujoco` package on a subset of the motions, one at a
 time, and scales its time to the whole batch. Also reports tracking quality of the clean
-motions (plain PD and with refinement).
+motions: plain PD, after iterative-learning refinement, and after gradient refinement
+through the simulation.
 
   python -m benchmarks.corrector [--motions 64] [--frames 196] [--mujoco_motions 8]
 
@@ -180,7 +181,10 @@ def main() -> None:
   parser.add_argument("--motions", type=int, default=64)
   parser.add_argument("--frames", type=int, default=196)
   parser.add_argument("--mujoco_motions", type=int, default=8)
-  parser.add_argument("--refine_iterations", type=int, default=2)
+  parser.add_argument("--refine_iterations", type=int, default=2,
+                      help="iterative-learning refinement passes")
+  parser.add_argument("--gradient_steps", type=int, default=3,
+                      help="Adam steps per window of gradient refinement (0: skip it)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--backends", action="store_true",
                       help="only time the physics pipelines (hinge-triplet humanoid)")
@@ -207,6 +211,18 @@ def main() -> None:
 
   refined_params = dataclasses.replace(params, refine_iterations=args.refine_iterations)
   _, refined = corrector.correct_joints(key, joints, lengths, refined_params)
+  gradient = {}
+  if args.gradient_steps:
+    gradient_params = dataclasses.replace(params, refine_method="gradient",
+                                          refine_iterations=args.gradient_steps)
+    start = time.perf_counter()
+    _, info_gradient = corrector.correct_joints(key, joints, lengths, gradient_params)
+    jax.block_until_ready(info_gradient)
+    gradient = {
+        "tracking_error_gradient_m": round(float(jnp.mean(info_gradient["tracking_error_m"])), 4),
+        "gradient_steps": args.gradient_steps,
+        "gradient_seconds": round(time.perf_counter() - start, 1),  # compile included
+    }
 
   n = min(args.mujoco_motions, args.motions)
   targets = [_numpy_targets(params, joints[i]) for i in range(n)]
@@ -233,6 +249,7 @@ def main() -> None:
       "tracking_error_m": round(float(jnp.mean(info["tracking_error_m"])), 4),
       "tracking_error_refined_m": round(float(jnp.mean(refined["tracking_error_m"])), 4),
       "refine_iterations": args.refine_iterations,
+      **gradient,
       "tracking_error_by_group_m": _by_group(info["tracking_error_m"], groups),
       "tracking_error_own_frames_m": round(float(own_error.mean()), 4),
       "tracking_error_own_frames_by_group_m": _by_group(own_error, groups),

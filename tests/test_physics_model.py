@@ -60,6 +60,10 @@ def test_params_from_config_validates():
     params_lib.from_config({"backend": "positional"})
   with pytest.raises(errors.ConfigError, match="nonfinite"):
     params_lib.from_config({"nonfinite": "zero"})
+  with pytest.raises(errors.ConfigError, match="refine_method"):
+    params_lib.from_config({"refine_method": "adam"})
+  with pytest.raises(errors.ConfigError, match="refine_window"):
+    params_lib.from_config({"refine_window": 0})
 
 
 def test_replacement_probability_is_gamma_over_one_plus_gamma():

@@ -7,10 +7,11 @@ tests of those work here).
 
 Pipeline per batch: joints -> (optionally low-passed) tracking targets by inverse kinematics
 -> PD-tracking rollout of the whole batch in MuJoCo XLA (`rollout`) -> optional refinement
-passes -> simulated joints. Refinement is iterative learning control: each pass runs the
-same compiled rollout again with the PD targets offset by the joint-rotation error the
-previous pass left (an optax SGD step with the tracking residual as the update direction),
-so it costs no extra compilation.
+passes -> simulated joints. Refinement is either iterative learning control ('ilc': each
+pass runs the same compiled rollout again with the PD targets offset by the joint-rotation
+error the previous pass left, an optax SGD step with the tracking residual as the update
+direction, so it costs no extra compilation) or gradient descent through the simulation
+('gradient': Adam on per-frame PD-target offsets over truncated windows, `refine`).
 
 Samples are then replaced by their corrected versions with probability gamma / (1 + gamma);
 samples whose simulation (or input) is not finite are flagged and handled by
@@ -31,6 +32,7 @@ import optax
 from selfconsume.motion import features as features_lib
 from selfconsume.motion import rotations
 from selfconsume.physics import params as params_lib
+from selfconsume.physics import refine as refine_lib
 from selfconsume.physics import rollout as rollout_lib
 from selfconsume.physics.params import CorrectorParams
 
@@ -62,15 +64,16 @@ def _smooth_time(joints: jax.Array, sigma: float) -> jax.Array:
 
 
 def _chunked(run, size: int):
-  """Runs `run(targets, offsets)` over the batch in chunks of `size` (last one padded)."""
-  def chunked(targets, offsets):
-    batch = offsets.shape[0]
+  """Runs `run(*inputs)` over the batch (leading axis of every leaf) in chunks of `size`
+  (the last one padded), so one compiled shape serves every batch size."""
+  def chunked(*inputs):
+    batch = jax.tree.leaves(inputs)[0].shape[0]
     if batch == size:
-      return run(targets, offsets)
+      return run(*inputs)
     pad = -batch % size
     grow = lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]) if pad else x
-    targets, offsets = jax.tree.map(grow, (targets, offsets))
-    parts = [run(jax.tree.map(lambda x, i=i: x[i:i + size], targets), offsets[i:i + size])
+    inputs = jax.tree.map(grow, inputs)
+    parts = [run(*jax.tree.map(lambda x, i=i: x[i:i + size], inputs))
              for i in range(0, batch + pad, size)]
     return jax.tree.map(lambda *xs: jnp.concatenate(xs)[:batch], *parts)
   return chunked
@@ -145,9 +148,19 @@ def simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
   targets = rollout_lib.targets_from_joints(_smooth_time(padded, params.reference_sigma))
   run = _chunked(rollout_lib.make_rollout(params), params.max_batch)
   offsets = jnp.zeros(targets.local_quat.shape[:-1] + (3,), jnp.float32)
-  out = run(targets, offsets)
+  out = plain = run(targets, offsets)
   unrefined = _mean_joint_error(out.joints, padded, mask)
-  if params.refine_iterations:
+  if params.refine_iterations and params.refine_method == "gradient":
+    refined = _chunked(refine_lib.make_refined_rollout(params), params.max_batch)
+    out = refined(targets, padded, mask)
+    # Each window keeps the better of refined and plain, but later windows start from a
+    # different state; report the refined run only where it is better overall.
+    err = _mean_joint_error(out.joints, padded, mask)
+    better = err < unrefined
+    out = jax.tree.map(
+        lambda new, old: jnp.where(better.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
+        out, plain)
+  elif params.refine_iterations:
     optimizer = optax.sgd(params.refine_rate)
     opt_state = optimizer.init(offsets)
     best_err, best = unrefined, out

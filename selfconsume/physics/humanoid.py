@@ -61,7 +61,9 @@ class HumanoidSpec:
     contact_radius: radius (m) of the colliding spheres; the floor is this far below y = 0.
     friction: sliding friction coefficient between the spheres and the floor.
     armature: rotor inertia (kg m^2) added to every ball dof, for stable stiff PD.
-    solver_iterations: constraint-solver iterations (MuJoCo Newton solver).
+    solver_iterations: constraint-solver iterations.
+    solver: MuJoCo constraint solver, 'Newton' or 'CG'.
+    jacobian: 'dense' or 'sparse' mass matrix and constraint Jacobian.
     contact_timeconst: contact stiffness as MuJoCo's solref time constant (s); smaller is
       stiffer (less penetration), at least two time steps.
     hinge_triplets: three hinges (x, y, z) per joint instead of a ball joint; only for
@@ -71,7 +73,9 @@ class HumanoidSpec:
   contact_radius: float = 0.02
   friction: float = 2.0
   armature: float = 0.05
-  solver_iterations: int = 4
+  solver_iterations: int = 8
+  solver: str = "CG"
+  jacobian: str = "sparse"
   contact_timeconst: float = 0.01
   hinge_triplets: bool = False
 
@@ -145,7 +149,8 @@ def build_mjcf(spec: HumanoidSpec = HumanoidSpec()) -> str:
   return f"""<mujoco model="selfconsume_humanoid">
   <compiler angle="radian"/>
   <option timestep="{spec.timestep}" gravity="0 -9.81 0" integrator="Euler" cone="pyramidal"
-          iterations="{spec.solver_iterations}" ls_iterations="{spec.solver_iterations}"/>
+          solver="{spec.solver}" jacobian="{spec.jacobian}" iterations="{spec.solver_iterations}"
+          ls_iterations="{spec.solver_iterations}"/>
   <default>
     <geom contype="0" conaffinity="0" friction="{spec.friction} 0.005 0.0001"
           solref="{spec.contact_timeconst} 1"/>

@@ -78,6 +78,13 @@ def _angular_velocity(quat: jax.Array, dt: float) -> jax.Array:
   return jnp.concatenate([delta / dt, jnp.zeros_like(delta[:1])], axis=0)
 
 
+def _rotation_with_gradient(v: jax.Array) -> jax.Array:
+  """Quaternions (..., 4) of rotation vectors (..., 3) with finite gradients at v = 0 (the
+  norm's gradient there is NaN; the offsets being optimised start at 0)."""
+  angle = jnp.sqrt(jnp.sum(v * v, axis=-1, keepdims=True) + 1e-12)
+  return jnp.concatenate([jnp.cos(0.5 * angle), jnp.sin(0.5 * angle) / angle * v], axis=-1)
+
+
 def _clip_norm(v: jax.Array, bound: float) -> jax.Array:
   norm = jnp.sqrt(jnp.sum(v * v, axis=-1, keepdims=True) + 1e-12)
   return v * jnp.minimum(1.0, bound / norm)
@@ -117,29 +124,76 @@ def make_control(params: CorrectorParams) -> Control:
                  max_torque=f32(params.max_root_torque))
 
 
-def track_one(system, params: CorrectorParams, control: Control, targets: Targets,
-              offsets: jax.Array | None = None) -> Rollout:
-  """PD-tracking rollout of one motion.
+class Frames(NamedTuple):
+  """Per-frame controller inputs of one motion, (F, ...) each (see `prepare`)."""
+  local_target: jax.Array  # (F, NUM_BALLS, 4) PD target local rotations
+  local_vel: jax.Array     # (F, NUM_BALLS, 3) their body-frame angular velocity
+  root_pos: jax.Array      # (F, 3)
+  root_vel: jax.Array      # (F, 3)
+  root_quat: jax.Array     # (F, 4)
+  root_ang: jax.Array      # (F, 3) body-frame angular velocity of the root
+
+
+def prepare(targets: Targets, offsets: jax.Array | None, dt: float) -> Frames:
+  """Controller inputs from targets; `offsets` (F, NUM_BALLS, 3) rotation vectors are
+  composed onto the target local rotations (and so also change their velocities)."""
+  local_target = targets.local_quat
+  if offsets is not None:
+    local_target = rotations.qmul(local_target, rotations.axis_angle_to_quaternion(offsets))
+  root_vel = jnp.concatenate(
+      [(targets.root_pos[1:] - targets.root_pos[:-1]) / dt, jnp.zeros((1, 3))], axis=0)
+  return Frames(local_target=local_target, local_vel=_angular_velocity(local_target, dt),
+                root_pos=targets.root_pos, root_vel=root_vel, root_quat=targets.root_quat,
+                root_ang=_angular_velocity(targets.root_quat, dt))
+
+
+def controlled_system(system, control: Control, index: humanoid.ModelIndex):
+  """The system with the PD damping as the ball dofs' damping, which the Euler integrator
+  treats implicitly (stable at high gains)."""
+  ball_dof_flat = index.ball_dof.reshape(-1)
+  return system.replace(dof_damping=jnp.zeros(system.nv, jnp.float32).at[ball_dof_flat].set(
+      control.kd.reshape(-1)))
+
+
+def initial_data(system, index: humanoid.ModelIndex, frames: Frames) -> mjx.Data:
+  """Simulator state on the first target pose (raised out of the floor if it starts inside
+  it) with the targets' first velocities."""
+  ball_qpos = jnp.asarray(index.ball_qpos)
+  ball_dof = jnp.asarray(index.ball_dof).reshape(-1)
+  first = retarget.forward_kinematics(frames.root_pos[0], frames.root_quat[0],
+                                      frames.local_target[0])
+  lift = jnp.maximum(0.0, -jnp.min(first[:, 1]))
+  qpos = jnp.zeros(system.nq).at[0:3].set(frames.root_pos[0] + jnp.array([0.0, 1.0, 0.0]) * lift)
+  qpos = qpos.at[3:7].set(frames.root_quat[0]).at[ball_qpos.reshape(-1)].set(
+      frames.local_target[0].reshape(-1))
+  qvel = jnp.zeros(system.nv).at[0:3].set(frames.root_vel[0]).at[3:6].set(frames.root_ang[0])
+  qvel = qvel.at[ball_dof].set(frames.local_vel[0].reshape(-1))
+  data = mjx.make_data(system).replace(qpos=qpos, qvel=qvel)
+  return mjx.forward(system, data)
+
+
+def state_joints(data: mjx.Data, index: humanoid.ModelIndex) -> jax.Array:
+  """(22, 3) joint positions of a simulator state."""
+  return retarget.forward_kinematics(data.qpos[0:3], data.qpos[3:7],
+                                     data.qpos[jnp.asarray(index.ball_qpos)])
+
+
+def run_frames(system, params: CorrectorParams, control: Control, data: mjx.Data,
+               frames: Frames, pd_offsets: jax.Array | None = None
+               ) -> tuple[mjx.Data, Rollout]:
+  """Simulates the frames of `frames` from `data` (the system from `controlled_system`).
 
   Args:
-    system: the brax System (an mjx.Model) of `humanoid.brax_system(params.spec)`.
-    params: corrector settings (only the static ones are read: spec, fps, substeps).
-    control: controller gains and bounds.
-    targets: Targets with (F, ...) arrays.
-    offsets: optional (F, NUM_BALLS, 3) rotation vectors composed onto the target local
-      rotations (the refinement's correction of the PD targets).
+    pd_offsets: optional (F, NUM_BALLS, 3) rotation vectors composed onto each frame's PD
+      target only (its velocity is kept): what gradient refinement optimises.
 
   Returns:
-    Rollout with (F, ...) arrays.
+    the state after the last frame and the Rollout (joints at each frame's start).
   """
   index = humanoid.model_index(params.spec)
   dt = params.frame_dt
   substeps = params.substeps
   kp, kd = control.kp, control.kd
-  # The PD damping is the model's dof damping, which the Euler integrator treats implicitly.
-  ball_dof_flat = index.ball_dof.reshape(-1)
-  system = system.replace(
-      dof_damping=jnp.zeros(system.nv, jnp.float32).at[ball_dof_flat].set(kd.reshape(-1)))
   ball_qpos = jnp.asarray(index.ball_qpos)
   ball_dof = jnp.asarray(index.ball_dof).reshape(-1)
   mass = index.total_mass
@@ -147,34 +201,16 @@ def track_one(system, params: CorrectorParams, control: Control, targets: Target
   root_rot_inertia = mass * 0.15  # ~ m r^2 of the body about the pelvis, r ~ 0.4 m
   wr = control.root_frequency
 
-  local_target = targets.local_quat
-  if offsets is not None:
-    local_target = rotations.qmul(local_target, rotations.axis_angle_to_quaternion(offsets))
-  local_vel = _angular_velocity(local_target, dt)
-  root_vel = jnp.concatenate(
-      [(targets.root_pos[1:] - targets.root_pos[:-1]) / dt, jnp.zeros((1, 3))], axis=0)
-  root_ang = _angular_velocity(targets.root_quat, dt)
-
-  # Start on the first target pose, raised out of the floor if it starts inside it.
-  first = retarget.forward_kinematics(targets.root_pos[0], targets.root_quat[0],
-                                      local_target[0])
-  lift = jnp.maximum(0.0, -jnp.min(first[:, 1]))
-  qpos = jnp.zeros(system.nq).at[0:3].set(targets.root_pos[0] + jnp.array([0.0, 1.0, 0.0]) * lift)
-  qpos = qpos.at[3:7].set(targets.root_quat[0]).at[ball_qpos.reshape(-1)].set(
-      local_target[0].reshape(-1))
-  qvel = jnp.zeros(system.nv).at[0:3].set(root_vel[0]).at[3:6].set(root_ang[0])
-  qvel = qvel.at[ball_dof].set(local_vel[0].reshape(-1))
-  data = mjx.make_data(system).replace(qpos=qpos, qvel=qvel)
-  data = mjx.forward(system, data)
-
   def substep(carry, s, frame):
     data = carry
-    q_tgt, w_tgt, p_tgt, v_tgt, r_tgt, rw_tgt = frame
+    q_tgt, w_tgt, p_tgt, v_tgt, r_tgt, rw_tgt = frame[:6]
     tau_frac = s * dt
     # Joint PD toward the target interpolated at the target's angular velocity; the
     # -kd * w part is the model's implicit dof damping.
     q = data.qpos[ball_qpos]
     q_now = rotations.qmul(q_tgt, rotations.axis_angle_to_quaternion(w_tgt * tau_frac))
+    if pd_offsets is not None:
+      q_now = rotations.qmul(q_now, _rotation_with_gradient(frame[6]))
     err = rotations.quaternion_to_axis_angle(rotations.qmul(rotations.qinv(q), q_now))
     tau = kp * err + kd * w_tgt
     tau = tau + control.compensate * data.qfrc_bias[ball_dof].reshape(-1, 3)
@@ -194,14 +230,38 @@ def track_one(system, params: CorrectorParams, control: Control, targets: Target
     return data, jnp.sqrt(jnp.sum(force * force)) / weight
 
   def frame_step(data, frame):
-    joints = retarget.forward_kinematics(data.qpos[0:3], data.qpos[3:7], data.qpos[ball_qpos])
+    joints = state_joints(data, index)
     local = data.qpos[ball_qpos]
     fractions = jnp.arange(substeps, dtype=jnp.float32) / substeps
     data, residual = jax.lax.scan(lambda d, s: substep(d, s, frame), data, fractions)
     return data, Rollout(joints=joints, local_quat=local, residual=jnp.mean(residual))
 
-  frames = (local_target, local_vel, targets.root_pos, root_vel, targets.root_quat, root_ang)
-  _, out = jax.lax.scan(frame_step, data, frames)
+  xs = (frames.local_target, frames.local_vel, frames.root_pos, frames.root_vel,
+        frames.root_quat, frames.root_ang)
+  if pd_offsets is not None:
+    xs = xs + (pd_offsets,)
+  return jax.lax.scan(frame_step, data, xs)
+
+
+def track_one(system, params: CorrectorParams, control: Control, targets: Targets,
+              offsets: jax.Array | None = None) -> Rollout:
+  """PD-tracking rollout of one motion.
+
+  Args:
+    system: the brax System (an mjx.Model) of `humanoid.brax_system(params.spec)`.
+    params: corrector settings (only the static ones are read: spec, fps, substeps).
+    control: controller gains and bounds.
+    targets: Targets with (F, ...) arrays.
+    offsets: optional (F, NUM_BALLS, 3) rotation vectors composed onto the target local
+      rotations (the iterative-learning refinement's correction of the PD targets).
+
+  Returns:
+    Rollout with (F, ...) arrays.
+  """
+  index = humanoid.model_index(params.spec)
+  system = controlled_system(system, control, index)
+  frames = prepare(targets, offsets, params.frame_dt)
+  _, out = run_frames(system, params, control, initial_data(system, index, frames), frames)
   return out
 
 
@@ -210,6 +270,7 @@ def static_part(params: CorrectorParams) -> CorrectorParams:
   return CorrectorParams(fps=params.fps, substeps=params.substeps,
                          contact_radius=params.contact_radius, friction=params.friction,
                          armature=params.armature, solver_iterations=params.solver_iterations,
+                         solver=params.solver, jacobian=params.jacobian,
                          contact_timeconst=params.contact_timeconst)
 
 
