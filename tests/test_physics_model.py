@@ -14,9 +14,11 @@ from selfconsume import errors
 from selfconsume.motion import skeleton
 from selfconsume.motion import rotations
 from selfconsume.physics import corrector
+from selfconsume.physics import demo_motions
 from selfconsume.physics import humanoid
 from selfconsume.physics import params as params_lib
 from selfconsume.physics import retarget
+from selfconsume.physics import rollout
 
 
 def test_mjcf_rest_pose_matches_the_skeleton():
@@ -64,6 +66,10 @@ def test_params_from_config_validates():
     params_lib.from_config({"refine_method": "adam"})
   with pytest.raises(errors.ConfigError, match="refine_window"):
     params_lib.from_config({"refine_window": 0})
+  with pytest.raises(errors.ConfigError, match="solver"):
+    params_lib.from_config({"solver": "PGS"})
+  with pytest.raises(errors.ConfigError, match="jacobian"):
+    params_lib.from_config({"jacobian": "auto"})
 
 
 def test_replacement_probability_is_gamma_over_one_plus_gamma():
@@ -109,3 +115,16 @@ def test_batches_run_in_fixed_size_chunks():
     np.testing.assert_array_equal(out["sum"], x + 1)
     np.testing.assert_array_equal(out["first"], x[:, :1])
   assert set(shapes) == {8}
+
+
+@pytest.mark.parametrize("solver,jacobian,lapack", [("CG", "sparse", False),
+                                                     ("Newton", "dense", True)])
+def test_default_simulation_makes_no_lapack_call(solver, jacobian, lapack):
+  """Batched LAPACK calls wait on XLA:CPU's intra-op pool and can deadlock it when two run
+  at once; the default solver and mass-matrix layout need none (Newton / dense would)."""
+  params = params_lib.CorrectorParams(solver=solver, jacobian=jacobian)
+  targets = rollout.targets_from_joints(jnp.asarray(demo_motions.make_batch(4, 8)))
+  offsets = jnp.zeros(targets.local_quat.shape[:-1] + (3,), jnp.float32)
+  compiled = rollout._compiled(rollout.static_part(params))  # pylint: disable=protected-access
+  text = compiled.lower(rollout.make_control(params), targets, offsets).as_text()
+  assert ("lapack" in text) == lapack

@@ -9,9 +9,13 @@ contact dynamics stable and the memory of reverse mode small.
 
 MuJoCo XLA's constraint solver is a `while_loop` (not reverse-differentiable) unless it runs
 a single iteration, so gradients are taken on the same model with one solver iteration; the
-window is then re-simulated on the real model with the optimised offsets and with none, and
-whichever tracks better is kept and carried on (so refinement never makes a window worse).
-Everything is jnp: the whole refinement of a batch is one jit-compiled, vmapped function.
+window is then re-simulated on the real model with the optimised offsets and with none (one
+batched simulation of both), and whichever tracks better is kept and carried on, so
+refinement never makes a window worse.
+
+Three jit-compiled programs, each vmapped over the batch (start; optimise one window; advance
+one window), are called window by window from Python, so they compile once per batch shape
+whatever the motion length.
 """
 
 from __future__ import annotations
@@ -56,11 +60,7 @@ def _split_windows(x: jax.Array, window: int) -> jax.Array:
 
 
 class _Steps:
-  """The three compiled pieces of a refined rollout (each vmapped over the batch).
-
-  They are separate programs, called window by window from Python: one program holding the
-  whole windowed optimisation hung in XLA:CPU execution (see the module docstring).
-  """
+  """The three compiled pieces of a refined rollout (each vmapped over the batch)."""
 
   def __init__(self, static: CorrectorParams):
     self.params = static
@@ -107,9 +107,9 @@ class _Steps:
 
   def _advance(self, control, data, frame, ref, val, ref_next, val_next, offsets):
     real, _ = self._systems(control)
-    # Plain and refined windows as one batched simulation rather than two independent ones:
-    # two independent simulations let XLA:CPU run two batched LAPACK factorisations at
-    # once, which can deadlock its thread pool (see the module docstring).
+    # Plain and refined windows as one batched simulation rather than two independent ones
+    # (half the programs; and with a LAPACK-using solver, two independent simulations could
+    # run two batched factorisations at once, which deadlocks XLA:CPU's pool: see params).
     candidates = jnp.stack([jnp.zeros_like(offsets), offsets])
     errors, (ends, outs) = jax.vmap(
         lambda o: self._error(real, control, data, frame, o, ref, val, ref_next, val_next)
