@@ -17,7 +17,9 @@ import pytest
 
 from experiments import humanml
 from experiments.configs import humanml as humanml_config
+from selfconsume import errors
 from selfconsume import loop
+from selfconsume import motion_loop
 from selfconsume import outputs
 
 
@@ -102,6 +104,18 @@ def test_presets_load_and_unknown_preset_is_an_error():
   assert humanml_config.get_config("paper").loop.generations == 50
   with pytest.raises(ValueError, match="unknown preset"):
     humanml_config.get_config("huge")
+
+
+def test_every_corrector_setting_is_a_config_field():
+  config = humanml_config.get_config("smoke")
+  config.correction.physics.refine_method = "gradient"
+  config.correction.physics.refine_iterations = 3
+  physics = motion_loop.corrector_params(config)
+  assert (physics.refine_method, physics.refine_iterations) == ("gradient", 3)
+  assert physics.gamma == float("inf")  # the loop mixes corrected and sampled motions itself
+  config.correction.physics.solver = "PGS"
+  with pytest.raises(errors.ConfigError, match="physics.solver='PGS'"):
+    motion_loop.corrector_params(config)
 
 
 def test_sweep_writes_rows_summary_and_plots(tmp_path):

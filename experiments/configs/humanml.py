@@ -18,11 +18,14 @@ Sweeps: `loop.sizes` (n) and `loop.lambdas` are tuples; `train.gen0_steps` and
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
 
 from experiments.configs.common import apply_preset
 from selfconsume import evaluation
 from selfconsume.models import evaluator
+from selfconsume.physics import params as physics_params
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -89,8 +92,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # probability gamma / (1 + gamma); the paper corrects every motion (gamma = inf).
   config.correction = ml_collections.ConfigDict()
   config.correction.gamma = float("inf")
-  # Overrides of selfconsume.physics.params.CorrectorParams (substeps, stiffness, ...).
-  config.correction.physics = ml_collections.ConfigDict()
+  # The corrector's settings: every field of selfconsume.physics.params.CorrectorParams
+  # (e.g. --config.correction.physics.refine_method=gradient
+  # --config.correction.physics.refine_iterations=3) except gamma, which is the loop's.
+  config.correction.physics = ml_collections.ConfigDict({
+      name: value for name, value in dataclasses.asdict(physics_params.CorrectorParams()).items()
+      if name != "gamma"})
 
   # Evaluation after every generation on fixed test prompts (selfconsume/evaluation.py)
   # with a frozen evaluator trained once per dataset (selfconsume/models/evaluator.py).
