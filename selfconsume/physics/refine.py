@@ -88,10 +88,11 @@ class _Steps:
     return err, (end, out)
 
   def _optimize(self, control, data, frame, ref, val, ref_next, val_next):
-    _, smooth = self._systems(control)
+    _, differentiable = self._systems(control)
 
     def loss(offsets):
-      err, _ = self._error(smooth, control, data, frame, offsets, ref, val, ref_next, val_next)
+      err, _ = self._error(differentiable, control, data, frame, offsets, ref, val, ref_next,
+                           val_next)
       return err + OFFSET_PENALTY * jnp.mean(jnp.sum(offsets * offsets, axis=-1))
 
     def adam_step(carry, _):
