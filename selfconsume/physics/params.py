@@ -30,8 +30,7 @@ class CorrectorParams:
     fps: frame rate of the motions.
     substeps: simulation steps per motion frame (timestep = 1 / (fps * substeps)).
     max_batch: motions simulated per compiled call; larger batches run as chunks of this
-      size (the last chunk padded), so one compiled shape serves every batch size. (A single
-      64 x 196 call stalled in XLA:CPU on the shared 2-core machine.)
+      size (the last chunk padded), so one compiled shape serves every batch size.
     reference_sigma: std (frames) of a zero-phase Gaussian low-pass applied to the joint
       positions before they become PD targets: the controller's bandwidth (~3 Hz at 1 frame,
       20 fps); 0 tracks the raw reference.
