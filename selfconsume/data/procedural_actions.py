@@ -204,14 +204,17 @@ _PUSH_ACCEL = 1.2 * _GRAVITY
 _LAND_ACCEL = 1.5 * _GRAVITY
 
 
-def _takeoff_speed(height: float) -> float:
-  return float(np.sqrt(2 * _GRAVITY * height))
+def _jump_phases(height: float) -> tuple[float, float, float, float]:
+  """Take-off speed (m/s) and push-off, flight and landing durations (s) of a jump whose
+  flight rises `height` m."""
+  v0 = float(np.sqrt(2 * _GRAVITY * height))
+  return v0, v0 / _PUSH_ACCEL, 2 * v0 / _GRAVITY, v0 / _LAND_ACCEL
 
 
 def ballistic_cycle_frames(height: float) -> int:
   """Frames from the start of a push-off to the end of its landing, for a jump of `height` m."""
-  v0 = _takeoff_speed(height)
-  return int(np.ceil((v0 / _PUSH_ACCEL + 2 * v0 / _GRAVITY + v0 / _LAND_ACCEL) * _FPS))
+  _, push_s, flight_s, land_s = _jump_phases(height)
+  return int(np.ceil((push_s + flight_s + land_s) * _FPS))
 
 
 def _ramp(t: np.ndarray, t0: float, t1: float, y0: float, y1: float) -> np.ndarray:
@@ -243,8 +246,7 @@ def _ballistic(c: dict, push_starts, height: float, distance: float = 0.0,
   """
   n = len(c["air"])
   t = np.arange(n, dtype=np.float64) / _FPS
-  v0 = _takeoff_speed(height)
-  push_s, flight_s, land_s = v0 / _PUSH_ACCEL, 2 * v0 / _GRAVITY, v0 / _LAND_ACCEL
+  v0, push_s, flight_s, land_s = _jump_phases(height)
   push_depth, land_depth = 0.5 * v0 * push_s, 0.5 * v0 * land_s
   speed = min(distance / flight_s, v0)
   bounce = np.zeros(n)

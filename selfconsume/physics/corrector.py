@@ -89,6 +89,12 @@ def _mean_joint_error(a: jax.Array, b: jax.Array, mask: jax.Array) -> jax.Array:
   return jnp.sum(err, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1)
 
 
+def _per_motion(take_new: jax.Array, new, old):
+  """`new` where `take_new` (B,) is True, else `old`, per motion (pytrees of (B, ...))."""
+  return jax.tree.map(
+      lambda n, o: jnp.where(take_new.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, old)
+
+
 def select_outputs(original: jax.Array, corrected: jax.Array, replaced: jax.Array,
                    nonfinite: jax.Array, policy: str) -> tuple[jax.Array, jax.Array]:
   """Mixes corrected and original samples and removes non-finite ones.
@@ -157,9 +163,7 @@ def simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
     # different state; report the refined run only where it is better overall.
     err = _mean_joint_error(out.joints, padded, mask)
     better = err < unrefined
-    out = jax.tree.map(
-        lambda new, old: jnp.where(better.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
-        out, plain)
+    out = _per_motion(better, out, plain)
   elif params.refine_iterations:
     optimizer = optax.sgd(params.refine_rate)
     opt_state = optimizer.init(offsets)
@@ -177,9 +181,7 @@ def simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
       err = _mean_joint_error(out.joints, padded, mask)
       better = (err < best_err)
       best_err = jnp.where(better, err, best_err)
-      best = jax.tree.map(
-          lambda new, old: jnp.where(better.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
-          out, best)
+      best = _per_motion(better, out, best)
     out = best
   sim = jnp.where(mask[..., None, None], out.joints, 0.0)
   error = _mean_joint_error(out.joints, padded, mask)
