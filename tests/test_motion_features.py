@@ -1,5 +1,6 @@
 """HumanML3D features: agreement with an independent float64 numpy transcription of
-HumanML3D's process_file, and the joints <-> features round trips."""
+HumanML3D's process_file (frame 0's identity heading and the sign flip near +-180 degrees
+included), and the joints <-> features round trips."""
 
 from __future__ import annotations
 
@@ -51,9 +52,11 @@ def _unit(v):
   return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def reference_features(joints: np.ndarray) -> np.ndarray:
-  """HumanML3D's process_file (no retargeting), written from its published formulas, with
-  one deliberate fix: the angular velocity keeps its sign where the heading crosses 180."""
+def reference_features(joints: np.ndarray, sign_fix: bool = False) -> np.ndarray:
+  """HumanML3D's process_file (no retargeting), written from its published definitions:
+  inverse_kinematics_np sets the first frame's root quaternion to the identity, and the
+  angular velocity is arcsin of the y component of r_rot[t+1] r_rot[t]^-1 as it comes
+  (`sign_fix` takes the w >= 0 representative instead)."""
   p = joints.astype(np.float64).copy()
   p[..., 1] -= p.min(axis=(0, 1))[1]
   p = p - p[0, 0] * np.array([1, 0, 1.0])
@@ -69,6 +72,7 @@ def reference_features(joints: np.ndarray) -> np.ndarray:
   fwd = np.cross(np.array([[0, 1, 0.0]]), _unit(across))
   fwd = _unit(gaussian_filter1d(fwd, 20, axis=0, mode="nearest"))
   r_rot = _np_qbetween(fwd, np.tile([0, 0, 1.0], (len(fwd), 1)))
+  r_rot[0] = [1.0, 0.0, 0.0, 0.0]          # the official root_quat[0] = identity
   quats = np.zeros(p.shape[:-1] + (4,))
   quats[:, 0] = r_rot
   for chain in skeleton.KINEMATIC_CHAINS:
@@ -83,7 +87,9 @@ def reference_features(joints: np.ndarray) -> np.ndarray:
   cont6d = np.concatenate([mats[..., 0], mats[..., 1]], -1)
   vel = _np_qrot(r_rot[1:], p[1:, 0] - p[:-1, 0])
   r_vel = _np_qmul(r_rot[1:], _np_qinv(r_rot[:-1]))
-  r_vel = np.arcsin(np.where(r_vel[:, :1] < 0, -r_vel, r_vel)[:, 2:3])  # our sign fix
+  if sign_fix:
+    r_vel = np.where(r_vel[:, :1] < 0, -r_vel, r_vel)
+  r_vel = np.arcsin(r_vel[:, 2:3])
   ric = p.copy()
   ric[..., 0] -= p[:, 0:1, 0]
   ric[..., 2] -= p[:, 0:1, 2]
@@ -93,6 +99,22 @@ def reference_features(joints: np.ndarray) -> np.ndarray:
   return np.concatenate([r_vel, vel[:, [0, 2]], ric[:-1, 0, 1:2], ric[:-1, 1:].reshape(n, -1),
                          cont6d[:-1, 1:].reshape(n, -1), local_vel.reshape(n, -1),
                          feet[0], feet[1]], -1)
+
+
+BLOCKS = {"root_rot_vel": features.ROOT_ROT_VEL, "root_lin_vel": features.ROOT_LIN_VEL,
+          "root_y": features.ROOT_Y, "ric": features.RIC, "rot6d": features.ROT6D,
+          "local_vel": features.LOCAL_VEL, "foot_contact": features.FOOT_CONTACT}
+
+
+def _spin(num_frames: int = 150, rate: float = 0.063) -> np.ndarray:
+  """The rest pose spinning about Y (1.5 turns at the default rate) while drifting."""
+  rest = skeleton.rest_pose()
+  frames = []
+  for t in range(num_frames):
+    yaw = rate * t
+    c, s = np.cos(yaw), np.sin(yaw)
+    frames.append(rest @ np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]).T + [0.02 * t, 1.0, 0])
+  return np.asarray(frames, np.float32)
 
 
 # ---------------------------------------------------------------- fixtures
@@ -127,11 +149,33 @@ def test_layout_constants():
           features.FOOT_CONTACT.start) == (4, 67, 193, 259)
 
 
-def test_matches_numpy_reference(motions, motion_features):
+def test_every_block_matches_the_official_definition(motions, motion_features):
   for joints, feats in zip(motions, motion_features):
     expected = reference_features(joints)
     assert feats.shape == expected.shape == (len(joints) - 1, 263)
-    np.testing.assert_allclose(feats, expected, atol=2e-4)
+    for name, block in BLOCKS.items():
+      np.testing.assert_allclose(feats[:, block], expected[:, block], atol=2e-4, err_msg=name)
+
+
+def test_frame_zero_uses_the_identity_heading():
+  """Row 0 is in the canonical frame (no smoothed heading), and its angular velocity is the
+  half angle of frame 1's smoothed heading. The motion turns from its first frame, so the
+  smoothed heading of frame 0 is far from the canonical facing: a real check."""
+  joints = _spin(60, 0.03)
+  feats = features.joints_to_features_list([joints])[0]
+  np.testing.assert_allclose(feats, reference_features(joints), atol=2e-4)
+  canonical = np.asarray(jax.jit(features.canonicalize)(joints))
+  heading = np.asarray(jax.jit(features.heading_rotations)(canonical))
+  assert abs(heading[0, 2]) > 0.1          # the smoothed heading of frame 0 is not +Z
+  ric0 = (canonical[0, 1:] - canonical[0, 0] * [1, 0, 1]).reshape(-1)
+  np.testing.assert_allclose(feats[0, features.RIC], ric0, atol=1e-5)
+  np.testing.assert_allclose(feats[0, features.LOCAL_VEL],
+                             (canonical[1] - canonical[0]).reshape(-1), atol=1e-5)
+  np.testing.assert_allclose(feats[0, 0], np.arcsin(heading[1, 2]), atol=1e-6)
+  # Row 1 onwards uses the smoothed heading.
+  ric1 = np.asarray(rotations.qrot(jnp.asarray(heading[1]), jnp.asarray(
+      canonical[1, 1:] - canonical[1, 0] * [1, 0, 1]))).reshape(-1)
+  np.testing.assert_allclose(feats[1, features.RIC], ric1, atol=1e-5)
 
 
 def test_round_trip_joints_features_joints(motions, motion_features):
@@ -150,14 +194,17 @@ def test_round_trip_features_joints_features(motion_features):
     assert np.abs(again - feats).max() < 1e-4
 
 
-def test_recovered_frame_is_canonical_up_to_a_yaw(motions):
-  canonical = np.asarray(jax.jit(features.canonicalize)(motions[0]))
-  framed = features.recoverable_frame_list(motions[:1])[0]
-  assert abs(canonical[..., 1].min()) < 1e-6
-  np.testing.assert_allclose(canonical[0, 0, [0, 2]], 0.0, atol=1e-6)
-  np.testing.assert_allclose(canonical[..., 1], framed[..., 1], atol=1e-5)
-  np.testing.assert_allclose(np.linalg.norm(canonical[..., [0, 2]], axis=-1),
-                             np.linalg.norm(framed[..., [0, 2]], axis=-1), atol=1e-5)
+def test_recovered_frame_is_the_canonical_frame(motions, motion_features):
+  """features_to_joints returns the motion on the floor, root XZ of frame 0 at the origin and
+  frame 0 facing +Z by its hips and shoulders (HumanML3D's new_joints)."""
+  back = features.features_to_joints_list(motion_features[:1], with_last_frame=True)[0]
+  np.testing.assert_allclose(features.recoverable_frame_list(motions[:1])[0],
+                             np.asarray(jax.jit(features.canonicalize)(motions[0])), atol=1e-6)
+  assert abs(back[..., 1].min()) < 1e-5
+  np.testing.assert_allclose(back[0, 0, [0, 2]], 0.0, atol=1e-6)
+  across = (back[0, 2] - back[0, 1]) + (back[0, 17] - back[0, 16])
+  np.testing.assert_allclose(across[2], 0.0, atol=1e-5)   # hips/shoulders along X: faces +-Z
+  assert across[0] < 0                                     # right side at -X: faces +Z
 
 
 def test_zero_padding_is_ignored(motions, motion_features):
@@ -182,20 +229,30 @@ def test_features_are_invariant_to_placement(motions, motion_features):
                              atol=2e-4)
 
 
-def test_turning_past_180_degrees_round_trips():
-  rest = skeleton.rest_pose()
-  frames = []
-  for t in range(150):   # spins 1.5 turns while drifting
-    yaw = 0.063 * t
-    c, s = np.cos(yaw), np.sin(yaw)
-    frames.append(rest @ np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]).T + [0.02 * t, 1.0, 0])
-  motion = np.asarray(frames, np.float32)
-  feats = features.joints_to_features_list([motion])[0]
-  # About half of -0.063 rad per frame (r_rot undoes the heading) everywhere, also where the
-  # heading crosses 180 degrees (HumanML3D flips the sign there).
-  assert (feats[:, 0] < -0.005).all() and (feats[:, 0] > -0.045).all()
-  back = features.features_to_joints_list([feats], with_last_frame=True)[0]
-  assert np.abs(back - features.recoverable_frame_list([motion])[0]).max() < 1e-4
+def test_heading_crossing_180_degrees_flips_one_row_as_officially():
+  motion = _spin()
+  official = features.joints_to_features_list([motion])[0]
+  fixed = features.joints_to_features_list([motion], heading_sign_fix=True)[0]
+  np.testing.assert_allclose(official, reference_features(motion), atol=2e-4)
+  np.testing.assert_allclose(fixed, reference_features(motion, sign_fix=True), atol=2e-4)
+  # The spin turns 1.5 times, so the smoothed heading crosses 180 degrees once; in the official
+  # features that one row's angular velocity has the wrong sign and nothing else changes.
+  # Row 0 (identity -> frame 1) is left out: it is half the frame-1 heading, not a rate.
+  assert (fixed[1:, 0] < -0.005).all() and (fixed[1:, 0] > -0.045).all()
+  flipped = np.flatnonzero(official[:, 0] != fixed[:, 0])
+  assert len(flipped) == 1 and official[flipped[0], 0] == -fixed[flipped[0], 0]
+  same = np.ones(len(official), bool)
+  same[flipped] = False
+  np.testing.assert_array_equal(official[same], fixed[same])
+  np.testing.assert_array_equal(official[:, 1:], fixed[:, 1:])
+  # The fixed features round-trip exactly; the official ones drift by twice the flipped angle
+  # after that row (as HumanML3D's new_joints do).
+  target = features.recoverable_frame_list([motion])[0]
+  back = features.features_to_joints_list([fixed], with_last_frame=True)[0]
+  assert np.abs(back - target).max() < 1e-4
+  drifted = features.features_to_joints_list([official], with_last_frame=True)[0]
+  assert np.abs(drifted[:flipped[0] + 1] - target[:flipped[0] + 1]).max() < 1e-4
+  assert np.abs(drifted - target).max() > 1e-2
 
 
 def test_facing_backwards_is_finite():

@@ -2,8 +2,8 @@
 
 Per frame t (0 <= t < T-1, from joints of frames t and t+1), the feature vector is
 
-  [0]        root angular velocity about Y (half-angle of r_rot[t+1] r_rot[t]^-1, radians;
-             unlike HumanML3D, also right where the heading crosses +-180 degrees)
+  [0]        root angular velocity about Y: the y component of r_rot[t+1] r_rot[t]^-1, as
+             arcsin (the half angle, radians)
   [1:3]      root linear velocity in XZ, expressed in the heading frame of frame t+1
   [3]        root height
   [4:67]     positions of joints 1..21 relative to the root's XZ, in the heading frame
@@ -12,27 +12,36 @@ Per frame t (0 <= t < T-1, from joints of frames t and t+1), the feature vector 
   [259:263]  foot contacts (left ankle, left toe, right ankle, right toe): 1 when that joint
              moves less than sqrt(0.002) m between frames t and t+1
 
-as computed by HumanML3D's `process_file` (without its retargeting to a reference skeleton):
-joints are first canonicalised (lowest joint on the floor y = 0, root XZ at the origin in
-frame 0, body facing +Z in frame 0), and the heading r_rot[t] is the rotation that takes the
-Gaussian-smoothed (sigma = 20 frames) facing direction of frame t to +Z.
+exactly as HumanML3D's `process_file` computes them after its retargeting to the reference
+skeleton (which is not done here: loaders never assume bone lengths). Joints are first
+canonicalised (lowest joint on the floor y = 0, root XZ at the origin in frame 0, body facing
++Z in frame 0, from hips and shoulders). The heading r_rot[t] is the yaw that takes the
+Gaussian-smoothed (sigma = 20 frames) facing direction of frame t to +Z, except in frame 0:
+HumanML3D's `inverse_kinematics_np` overwrites the first frame's root quaternion with the
+identity before anything uses it. So row 0's positions, rotations and joint velocities are
+in the canonical frame, and its angular velocity is the half angle of r_rot[1] itself.
+
+Two official behaviours are kept on purpose, because the real data carry them:
+  * frame 0's identity heading (above);
+  * the heading-sign artefact: r_rot has w >= 0, so where the smoothed heading crosses
+    +-180 degrees r_rot[t+1] r_rot[t]^-1 comes out as -q and that one row's angular velocity
+    has the wrong sign (the official new_joints then drift by twice that angle).
+    `joints_to_features(..., heading_sign_fix=True)` takes the w >= 0 representative instead
+    (it changes exactly those rows), for callers that want an exact round trip there.
 
 `features_to_joints` is HumanML3D's `recover_from_ric`: it integrates the root and places the
-root-relative positions. Because it starts the heading integration at zero, it returns the
-motion in the frame where the *smoothed* heading of frame 0 faces +Z; `recoverable_frame`
-gives that frame for a joint sequence (it differs from `canonicalize` by a small rotation about
-Y when the motion turns within its first few seconds).
-
+root-relative positions. Because frame 0's heading is the identity on both sides, it returns
+the motion in the canonical frame (`recoverable_frame` = `canonicalize`), and
 `features_to_joints(..., with_last_frame=True)` also rebuilds the frame after the last row
 from the joint velocities, so n feature rows give back all n + 1 frames: joints -> features
--> joints and features -> joints -> features are then exact up to float32 rounding.
+-> joints and features -> joints -> features are exact up to float32 rounding (wherever the
+heading does not cross +-180 degrees, or with the sign fix).
 
 Motions of different lengths share one compiled function: pass `length` (a traced int) with
 joints padded to a fixed number of frames; feature rows at and after `length - 1` are 0. The
 `*_list` helpers run lists of variable-length motions through fixed (128, 197)-frame batches.
-Two deliberate departures from HumanML3D's numpy code, both only where it yields garbage:
-the shortest arc between opposite directions is a half turn instead of 0/0 (NaN), and the
-angular-velocity sign fix described above.
+One deliberate departure from HumanML3D's numpy code, only where it yields NaN: the shortest
+arc between exactly opposite directions is a half turn instead of 0/0.
 """
 
 from __future__ import annotations
@@ -123,6 +132,9 @@ def canonicalize(joints: jnp.ndarray, length=None) -> jnp.ndarray:
 def heading_rotations(canonical: jnp.ndarray, length=None) -> jnp.ndarray:
   """r_rot (T, 4): per frame, the yaw taking the smoothed facing direction onto +Z.
 
+  This is the smoothed heading of every frame, frame 0 included; the features use it with
+  frame 0 replaced by the identity (`feature_headings`).
+
   HumanML3D's inverse kinematics unpacks the face joints as (l_hip, r_hip, sdr_r, sdr_l), so
   its `across` is (hip_1 - hip_2) + (shoulder_17 - shoulder_16); we keep that quirk for
   exactness (the shoulders dominate, so the direction is still the body's facing).
@@ -132,6 +144,13 @@ def heading_rotations(canonical: jnp.ndarray, length=None) -> jnp.ndarray:
   forward = jnp.cross(jnp.broadcast_to(_UP, across.shape), _normalize(across))
   forward = _normalize(_smooth_nearest(forward, length))
   return rotations.qbetween(forward, jnp.broadcast_to(_FORWARD, forward.shape))
+
+
+def feature_headings(canonical: jnp.ndarray, length=None) -> jnp.ndarray:
+  """The headings (T, 4) the features are computed with: `heading_rotations`, but the
+  identity in frame 0, as HumanML3D's inverse_kinematics_np sets it (root_quat[0] = 1)."""
+  r_rot = heading_rotations(canonical, length)
+  return r_rot.at[0].set(jnp.array([1.0, 0.0, 0.0, 0.0], r_rot.dtype))
 
 
 def _chain_structure() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -169,16 +188,20 @@ def local_rotations(canonical: jnp.ndarray, r_rot: jnp.ndarray) -> jnp.ndarray:
   return jnp.concatenate([r_rot[:, None], local], axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=("feet_threshold",))
+@functools.partial(jax.jit, static_argnames=("feet_threshold", "heading_sign_fix"))
 def joints_to_features(joints: jnp.ndarray, length=None, *,
-                       feet_threshold: float = FEET_THRESHOLD) -> jnp.ndarray:
-  """HumanML3D features of one motion. Jitted.
+                       feet_threshold: float = FEET_THRESHOLD,
+                       heading_sign_fix: bool = False) -> jnp.ndarray:
+  """HumanML3D features of one motion, as the official process_file computes them. Jitted.
 
   Args:
     joints: (T, 22, 3) global joint positions in metres, Y up, any placement.
     length: number of valid frames (python int or traced int32 scalar); None = T.
       Frames >= length may hold anything (e.g. zero padding).
     feet_threshold: squared displacement per frame below which a foot joint is in contact.
+    heading_sign_fix: keep the angular velocity's sign where the smoothed heading crosses
+      +-180 degrees (HumanML3D flips it for that one row; see the module docstring). Off by
+      default: the official pipeline, and so the real data, have the flip.
 
   Returns:
     (T-1, 263) float32 features; rows >= length - 1 are zero.
@@ -191,17 +214,16 @@ def joints_to_features(joints: jnp.ndarray, length=None, *,
       skeleton.FOOT_JOINTS)]
   contacts = (jnp.sum(foot_step ** 2, axis=-1) < feet_threshold).astype(jnp.float32)
 
-  r_rot = heading_rotations(positions, length)
+  r_rot = feature_headings(positions, length)
   cont6d = rotations.quaternion_to_cont6d(local_rotations(positions, r_rot))
 
   root_step = positions[1:, 0] - positions[:-1, 0]
   lin_vel = rotations.qrot(r_rot[1:], root_step)[:, jnp.array([0, 2])]
   rot_vel = rotations.qmul(r_rot[1:], rotations.qinv(r_rot[:-1]))
-  # HumanML3D takes arcsin of the y component as is. r_rot has w >= 0, so when the heading
-  # crosses +-180 degrees the relative quaternion comes out as -q and that frame's angular
-  # velocity gets the wrong sign; choosing the w >= 0 representative fixes exactly those
-  # frames and changes nothing else.
-  rot_vel = jnp.where(rot_vel[:, :1] < 0, -rot_vel, rot_vel)
+  if heading_sign_fix:
+    # r_rot has w >= 0, so across +-180 degrees the relative quaternion comes out as -q;
+    # the w >= 0 representative changes exactly those rows.
+    rot_vel = jnp.where(rot_vel[:, :1] < 0, -rot_vel, rot_vel)
   rot_vel = jnp.arcsin(jnp.clip(rot_vel[:, 2:3], -1.0, 1.0))
 
   root_xz = positions[:, :1] * jnp.array([1.0, 0.0, 1.0])
@@ -223,11 +245,14 @@ def joints_to_features(joints: jnp.ndarray, length=None, *,
 
 
 def recoverable_frame(joints: jnp.ndarray, length=None) -> jnp.ndarray:
-  """The joints (T, 22, 3) as `features_to_joints(joints_to_features(joints))` returns them:
-  canonicalised, then turned so that the smoothed heading of frame 0 faces +Z."""
-  positions = canonicalize(joints, length)
-  r_rot = heading_rotations(positions, length)
-  return rotations.qrot(r_rot[0], positions)
+  """The joints (T, 22, 3) as `features_to_joints(joints_to_features(joints))` returns them.
+
+  That is the canonical frame (`canonicalize`): features_to_joints starts its heading
+  integration at the identity, and the features' frame-0 heading is the identity too. (Where
+  the smoothed heading crosses +-180 degrees the official sign flip makes the recovered
+  motion drift from this by twice that row's angle; `heading_sign_fix=True` avoids it.)
+  """
+  return canonicalize(joints, length)
 
 
 def recover_root(features: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -299,10 +324,12 @@ def features_to_joints(features: jnp.ndarray, lengths=None, *,
   return joints
 
 
-@jax.jit
-def batch_joints_to_features(joints: jnp.ndarray, lengths: jnp.ndarray) -> jnp.ndarray:
+@functools.partial(jax.jit, static_argnames=("heading_sign_fix",))
+def batch_joints_to_features(joints: jnp.ndarray, lengths: jnp.ndarray, *,
+                             heading_sign_fix: bool = False) -> jnp.ndarray:
   """joints_to_features over a batch: joints (B, T, 22, 3), lengths (B,) -> (B, T-1, 263)."""
-  return jax.vmap(joints_to_features)(joints, lengths)
+  fn = functools.partial(joints_to_features, heading_sign_fix=heading_sign_fix)
+  return jax.vmap(fn)(joints, lengths)
 
 
 def batch_features_to_joints(features: jnp.ndarray, lengths=None, *,
@@ -341,9 +368,11 @@ def _map_padded(fn, arrays: Sequence[np.ndarray], frames: int) -> list[np.ndarra
   return out
 
 
-def joints_to_features_list(joints: Sequence[np.ndarray]) -> list[np.ndarray]:
+def joints_to_features_list(joints: Sequence[np.ndarray], *, heading_sign_fix: bool = False
+                            ) -> list[np.ndarray]:
   """Features (T_i - 1, 263) of each motion (T_i, 22, 3), T_i <= 197."""
-  results = _map_padded(batch_joints_to_features, joints, LIST_JOINT_FRAMES)
+  fn = functools.partial(batch_joints_to_features, heading_sign_fix=heading_sign_fix)
+  results = _map_padded(fn, joints, LIST_JOINT_FRAMES)
   return [r[:n - 1] for r, n in results]
 
 
