@@ -263,6 +263,9 @@ def main() -> None:
       "motions_by_group": {g: groups.count(g) for g in sorted(set(groups))},
       "fall_rate": round(float(jnp.mean(info["fell"])), 4),
       "fall_rate_by_group": _by_group(info["fell"], groups),
+      # The fail-safe: resets per motion and the share of frames imitated without one.
+      "resets": round(float(jnp.mean(info["resets"])), 4),
+      "imitated_fraction": round(float(jnp.mean(info["imitated_fraction"])), 4),
       "nonfinite_rate": round(float(jnp.mean(info["nonfinite"])), 4),
       "residual_force": round(float(jnp.mean(info["residual_force"])), 4),
   }

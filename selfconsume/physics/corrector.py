@@ -13,6 +13,19 @@ error the previous pass left, an optax SGD step with the tracking residual as th
 direction, so it costs no extra compilation) or gradient descent through the simulation
 ('gradient': Adam on per-frame PD-target offsets over truncated windows, `refine`).
 
+Inside the rollout a fail-safe (the paper's) resets the simulated humanoid to the reference
+state of a frame when the imitation has failed there (mean joint error above
+`failsafe_threshold_m`) and goes on: every returned frame is within that threshold of the
+(low-passed) reference, so no fallen body is returned; `info` counts the resets per motion. Refinement compares runs that both use it, preferring fewer resets, then lower
+error, so it never trades tracking for resets.
+
+What a motion that resets on most frames counts as: it is flagged not realisable
+(`realisable` = imitated_fraction >= `failsafe_min_imitated`) and, by default, kept as
+corrected, as the paper's code keeps every sample: between resets it is still simulated, and
+no frame of it is further from the sample than the threshold, so it cannot drag the loop's
+data away the way a fallen body did; the flag and the fraction let a run report how often
+it happens. `failsafe_unrealisable='original'` returns such motions uncorrected instead.
+
 Samples are then replaced by their corrected versions with probability gamma / (1 + gamma);
 samples whose simulation (or input) is not finite are flagged and handled by
 `params.nonfinite` ('keep' = keep the uncorrected motion, 'drop' = zeros and keep=False),
@@ -89,6 +102,18 @@ def _mean_joint_error(a: jax.Array, b: jax.Array, mask: jax.Array) -> jax.Array:
   return jnp.sum(err, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1)
 
 
+def _fewer_resets_or_lower_error(resets: jax.Array, error: jax.Array, best_resets: jax.Array,
+                                 best_error: jax.Array) -> jax.Array:
+  """(B,) bool: a run beats the best so far when it resets fewer times, or as often with a
+  lower error (a reset puts the body back on the reference, so error alone would reward
+  failing). NaN errors never win."""
+  return (resets < best_resets) | ((resets == best_resets) & (error < best_error))
+
+
+def _count_resets(out: rollout_lib.Rollout, mask: jax.Array) -> jax.Array:
+  return jnp.sum(mask & out.reset, axis=1).astype(jnp.int32)
+
+
 def _per_motion(take_new: jax.Array, new, old):
   """`new` where `take_new` (B,) is True, else `old`, per motion (pytrees of (B, ...))."""
   return jax.tree.map(
@@ -142,9 +167,13 @@ def simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
 
   Returns:
     simulated joints (B, F, 22, 3) (frames >= length zero) and a dict of (B,) arrays:
-    tracking_error_m (mean joint distance to the input), tracking_error_unrefined_m (the
-    same before refinement), fell, residual_force (mean residual root force / body weight),
-    nonfinite.
+    tracking_error_m (mean joint distance of the returned joints to the input; frames the
+    fail-safe reset hold the reference), tracking_error_unrefined_m (the same before
+    refinement), fell (the body's pelvis fell, relative to the reference's, before the
+    fail-safe caught it: see CorrectorParams), residual_force (mean residual root force /
+    body weight), nonfinite, resets (int32, frames of the motion's own length on which the
+    fail-safe reset the state), imitated_fraction (share of those frames not reset) and
+    realisable (imitated_fraction >= params.failsafe_min_imitated).
   """
   joints = jnp.asarray(joints, jnp.float32)
   lengths = jnp.asarray(lengths, jnp.int32)
@@ -156,18 +185,20 @@ def simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
   offsets = jnp.zeros(targets.local_quat.shape[:-1] + (3,), jnp.float32)
   out = plain = run(targets, offsets)
   unrefined = _mean_joint_error(out.joints, padded, mask)
+  plain_resets = _count_resets(plain, mask)
   if params.refine_iterations and params.refine_method == "gradient":
     refined = _chunked(refine_lib.make_refined_rollout(params), params.max_batch)
     out = refined(targets, padded, mask)
     # Each window keeps the better of refined and plain, but later windows start from a
     # different state; report the refined run only where it is better overall.
     err = _mean_joint_error(out.joints, padded, mask)
-    better = err < unrefined
+    better = _fewer_resets_or_lower_error(_count_resets(out, mask), err, plain_resets,
+                                          unrefined)
     out = _per_motion(better, out, plain)
   elif params.refine_iterations:
     optimizer = optax.sgd(params.refine_rate)
     opt_state = optimizer.init(offsets)
-    best_err, best = unrefined, out
+    best_err, best_resets, best = unrefined, plain_resets, out
     for _ in range(params.refine_iterations):
       # Update direction: rotation still missing from the achieved local rotations (the
       # descent direction of the squared joint-rotation error w.r.t. the target offsets,
@@ -179,19 +210,29 @@ def simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
       offsets = optax.apply_updates(offsets, updates)
       out = run(targets, offsets)
       err = _mean_joint_error(out.joints, padded, mask)
-      better = (err < best_err)
+      resets = _count_resets(out, mask)
+      better = _fewer_resets_or_lower_error(resets, err, best_resets, best_err)
       best_err = jnp.where(better, err, best_err)
+      best_resets = jnp.where(better, resets, best_resets)
       best = _per_motion(better, out, best)
     out = best
   sim = jnp.where(mask[..., None, None], out.joints, 0.0)
   error = _mean_joint_error(out.joints, padded, mask)
-  root_h = out.joints[..., 0, 1]
+  # Falls are judged on the state before the fail-safe acted, against the reference's own
+  # pelvis height (a lying or sitting reference is no fall).
+  root_h = out.pelvis_height
   target_h = padded[..., 0, 1]
-  fell = jnp.any(mask & (root_h < params.fall_height_ratio * target_h), axis=1)
+  low = ((root_h < params.fall_height_ratio * target_h)
+         & (target_h - root_h >= params.fall_min_drop_m))
+  fell = jnp.any(mask & low, axis=1)
   residual = jnp.sum(jnp.where(mask, out.residual, 0.0), 1) / jnp.maximum(mask.sum(1), 1)
   nonfinite = ~jnp.all(jnp.isfinite(out.joints), axis=(1, 2, 3))
+  resets = _count_resets(out, mask)
+  imitated = 1.0 - resets / jnp.maximum(lengths, 1).astype(jnp.float32)
   return sim, {"tracking_error_m": error, "tracking_error_unrefined_m": unrefined,
-               "fell": fell, "residual_force": residual, "nonfinite": nonfinite}
+               "fell": fell, "residual_force": residual, "nonfinite": nonfinite,
+               "resets": resets, "imitated_fraction": imitated,
+               "realisable": imitated >= params.failsafe_min_imitated}
 
 
 def correct_joints(key: jax.Array, joints: jax.Array, lengths: jax.Array,
@@ -208,13 +249,17 @@ def correct_joints(key: jax.Array, joints: jax.Array, lengths: jax.Array,
   Returns:
     corrected (B, F, 22, 3) (frames >= length zero; never NaN) and info, a dict of (B,)
     arrays: tracking_error_m, tracking_error_unrefined_m, fell, residual_force, nonfinite,
-    replaced (the corrected version was taken), keep (False = dropped, zeros).
+    resets, imitated_fraction, realisable (see `simulate`), replaced (the corrected version
+    was taken: drawn by gamma, finite, and realisable unless
+    params.failsafe_unrealisable='keep'), keep (False = dropped, zeros).
   """
   params = _as_params(params)
   joints = jnp.asarray(joints, jnp.float32)
   lengths = jnp.asarray(lengths, jnp.int32)
   sim, info = simulate(joints, lengths, params)
   replaced = replacement_mask(key, joints.shape[0], params.gamma)
+  if params.failsafe_unrealisable == "original":
+    replaced = replaced & info["realisable"]
   original = jnp.where(_valid(lengths, joints.shape[1])[..., None, None], joints, 0.0)
   out, keep = select_outputs(original, sim, replaced, info["nonfinite"], params.nonfinite)
   info = dict(info, replaced=replaced & ~info["nonfinite"], keep=keep)
@@ -235,7 +280,8 @@ def correct(key: jax.Array, motions: jax.Array, lengths: jax.Array,
   Returns:
     corrected (B, F, 263) raw features (rows >= length zero, never NaN; dropped samples are
     all zeros) and info: dict of (B,) arrays tracking_error_m, tracking_error_unrefined_m,
-    fell, residual_force, nonfinite, replaced, keep.
+    fell, residual_force, nonfinite, resets, imitated_fraction, realisable, replaced, keep
+    (see `correct_joints`).
   """
   motions = jnp.asarray(motions, jnp.float32)
   lengths = jnp.asarray(lengths, jnp.int32)

@@ -17,6 +17,8 @@ BACKENDS = ("mjx",)
 NONFINITE_POLICIES = ("keep", "drop")
 REFINE_METHODS = ("ilc", "gradient")
 SOLVERS = ("CG", "Newton")
+FAILSAFES = ("reset", "none")
+UNREALISABLE_POLICIES = ("keep", "original")
 JACOBIANS = ("sparse", "dense")
 
 
@@ -60,8 +62,30 @@ class CorrectorParams:
       probability gamma / (1 + gamma); math.inf replaces all.
     nonfinite: what to do with samples whose simulation is not finite: 'keep' the uncorrected
       motion, or 'drop' it (its length is set to 0 and its frames to zeros).
-    fall_height_ratio: a sample "fell" when the simulated pelvis height drops below this
-      share of the target pelvis height on any frame.
+    fall_height_ratio, fall_min_drop_m: a sample "fell" when, on any of its frames, the
+      simulated pelvis is below fall_height_ratio x the reference's pelvis height of that
+      frame and at least fall_min_drop_m below it. Relative to the reference, so a reference
+      that lies, sits or crawls is no fall; the absolute margin keeps a few centimetres of
+      difference near the floor (reference pelvis at 0.15 m) from counting as one. Measured
+      on the simulated state before the fail-safe acts: with failsafe='reset' it says the
+      body lost its balance and was falling when it was caught (the returned motion holds
+      at most the start of a fall, never a lying body; `resets` counts the catches, of
+      falls and of any other failure).
+    failsafe: what happens when the imitation fails (the mean per-joint distance between
+      the simulated and the reference joints of a frame exceeds failsafe_threshold_m):
+      'reset' (the paper's UHC: the simulated state is reset to the reference pose and
+      velocities of that frame and the simulation goes on; every returned frame is within
+      the threshold of the low-passed reference, so no fallen body is returned) or 'none'
+      (the body goes on from where it is: falls stay in the output).
+    failsafe_threshold_m: the failure threshold (m), 0.5 in the paper's code.
+    failsafe_min_imitated: a corrected motion whose imitated_fraction (share of its frames
+      not reset) is below this is flagged not realisable (info 'realisable' = False).
+    failsafe_unrealisable: what a motion flagged not realisable becomes: 'keep' (the
+      corrected motion, a chain of simulated snippets between resets: the paper's code
+      keeps every sample) or 'original' (the uncorrected sample, not replaced). Default
+      'keep': it is the paper's protocol, and between resets such a motion is still the
+      closest physically simulated version of the sample (each reset puts the body on the
+      reference, so frames near a reset repeat the sample itself).
     solver, jacobian: MuJoCo's constraint solver ('CG' or 'Newton') and mass-matrix layout
       ('sparse' or 'dense'). CG with a sparse mass matrix needs no LAPACK call: batched
       LAPACK factorisations (Newton's and the dense mass matrix's Cholesky) run on XLA:CPU's
@@ -91,6 +115,11 @@ class CorrectorParams:
   gamma: float = math.inf
   nonfinite: str = "keep"
   fall_height_ratio: float = 0.6
+  fall_min_drop_m: float = 0.2
+  failsafe: str = "reset"
+  failsafe_threshold_m: float = 0.5
+  failsafe_min_imitated: float = 0.5
+  failsafe_unrealisable: str = "keep"
   contact_radius: float = 0.02
   friction: float = 2.0
   armature: float = 0.05
@@ -136,6 +165,24 @@ class CorrectorParams:
           f"physics.refine_method={self.refine_method!r}: expected one of {REFINE_METHODS}")
     if self.refine_window < 1:
       raise errors.ConfigError(f"physics.refine_window={self.refine_window}: expected >= 1")
+    if self.failsafe not in FAILSAFES:
+      raise errors.ConfigError(
+          f"physics.failsafe={self.failsafe!r}: expected one of {FAILSAFES}")
+    if not self.failsafe_threshold_m > 0:
+      raise errors.ConfigError(
+          f"physics.failsafe_threshold_m={self.failsafe_threshold_m}: expected > 0 (metres)")
+    if not 0.0 <= self.failsafe_min_imitated <= 1.0:
+      raise errors.ConfigError(
+          f"physics.failsafe_min_imitated={self.failsafe_min_imitated}: expected in [0, 1]")
+    if self.failsafe_unrealisable not in UNREALISABLE_POLICIES:
+      raise errors.ConfigError(
+          f"physics.failsafe_unrealisable={self.failsafe_unrealisable!r}: expected one of "
+          f"{UNREALISABLE_POLICIES}")
+    if not 0.0 < self.fall_height_ratio <= 1.0:
+      raise errors.ConfigError(
+          f"physics.fall_height_ratio={self.fall_height_ratio}: expected in (0, 1]")
+    if not self.fall_min_drop_m >= 0:
+      raise errors.ConfigError(f"physics.fall_min_drop_m={self.fall_min_drop_m}: expected >= 0")
     if self.refine_iterations < 0:
       raise errors.ConfigError(
           f"physics.refine_iterations={self.refine_iterations}: expected >= 0")

@@ -10,8 +10,8 @@ contact dynamics stable and the memory of reverse mode small.
 MuJoCo XLA's constraint solver is a `while_loop` (not reverse-differentiable) unless it runs
 a single iteration, so gradients are taken on the same model with one solver iteration; the
 window is then re-simulated on the real model with the optimised offsets and with none (one
-batched simulation of both), and whichever tracks better is kept and carried on, so
-refinement never makes a window worse.
+batched simulation of both), and whichever tracks better (fewer fail-safe resets, then lower
+error) is kept and carried on, so refinement never makes a window worse.
 
 Three jit-compiled programs, each vmapped over the batch (start; optimise one window; advance
 one window), are called window by window from Python, so they compile once per batch shape
@@ -115,7 +115,11 @@ class _Steps:
     errors, (ends, outs) = jax.vmap(
         lambda o: self._error(real, control, data, frame, o, ref, val, ref_next, val_next)
     )(candidates)
-    better = errors[1] < errors[0]  # False when the refined window is not finite
+    # Both candidates run with the fail-safe: the refined window wins with fewer resets, or
+    # as many and a lower error (a reset lowers the error by putting the body back on the
+    # reference, so error alone would favour failing). False when it is not finite.
+    resets = jnp.sum(outs.reset & val, axis=1)
+    better = (resets[1] < resets[0]) | ((resets[1] == resets[0]) & (errors[1] < errors[0]))
     return jax.tree.map(lambda x: jnp.where(better, x[1], x[0]), (ends, outs))
 
 

@@ -9,6 +9,14 @@ below body weight, so the body's weight must rest on the floor: it cannot float,
 floor's contacts keep it from sinking; feet in contact are held by friction, so they cannot
 skate unless the residual force pulls harder than friction allows.
 
+Fail-safe (as in the paper's imitation controller): at the start of every frame the mean
+per-joint distance between the simulated joints and the reference joints of that frame is
+compared with `Control.failsafe_threshold`; above it, the imitation has failed (fallen, or
+left behind by a reference it cannot follow) and the simulated state is reset to the
+reference state of that frame (the pose and velocities the targets hold, as for the first
+frame) and the rollout goes on. It is a `jnp.where` per motion inside the scan: fixed shapes,
+no host round trip; a threshold of inf (failsafe='none') never resets.
+
 Everything is a pure jnp function of one motion; `make_rollout` vmaps it over the batch
 and jit-compiles it once per (static settings, batch, frames): gains and force bounds are
 runtime inputs (`Control`), so changing them does not recompile.
@@ -53,18 +61,25 @@ class Control(NamedTuple):
   max_force_xz: jax.Array
   max_force_y: jax.Array
   max_torque: jax.Array
+  failsafe_threshold: jax.Array  # metres of mean joint error; inf = no fail-safe
 
 
 class Rollout(NamedTuple):
   """What a rollout records per frame (leading batch axis when vmapped).
 
-  joints: (F, 22, 3) simulated joint positions at each frame's time.
-  local_quat: (F, NUM_BALLS, 4) simulated local rotations (for refinement).
+  joints: (F, 22, 3) simulated joint positions at each frame's time (after the fail-safe:
+    the reference pose on a frame where it reset the state).
+  local_quat: (F, NUM_BALLS, 4) simulated local rotations (for refinement), same time.
   residual: (F,) residual root force magnitude / body weight.
+  reset: (F,) bool, the fail-safe reset the state to the reference on this frame.
+  pelvis_height: (F,) simulated pelvis height (m) before the fail-safe acted (how low the
+    body went, which the returned joints no longer show where it was reset).
   """
   joints: jax.Array
   local_quat: jax.Array
   residual: jax.Array
+  reset: jax.Array
+  pelvis_height: jax.Array
 
 
 def targets_from_joints(joints: jax.Array) -> Targets:
@@ -111,7 +126,8 @@ _UNCOMPENSATED = (1, 2, 4, 5, 7, 8)
 
 
 def make_control(params: CorrectorParams) -> Control:
-  """The rollout's Control from corrector settings."""
+  """The rollout's Control from corrector settings (failsafe='none' is an infinite
+  threshold, so both settings share one compiled rollout)."""
   index = humanoid.model_index(params.spec)
   kp, kd = gains(params, index)
   comp = np.array([[0.0 if j in _UNCOMPENSATED else 1.0] * 3 for j in humanoid.BALL_JOINTS],
@@ -121,7 +137,9 @@ def make_control(params: CorrectorParams) -> Control:
                  root_frequency=f32(params.root_frequency),
                  max_force_xz=f32(params.max_root_force_xz),
                  max_force_y=f32(params.max_root_force_y),
-                 max_torque=f32(params.max_root_torque))
+                 max_torque=f32(params.max_root_torque),
+                 failsafe_threshold=f32(params.failsafe_threshold_m
+                                        if params.failsafe == "reset" else np.inf))
 
 
 class Frames(NamedTuple):
@@ -132,19 +150,24 @@ class Frames(NamedTuple):
   root_vel: jax.Array      # (F, 3)
   root_quat: jax.Array     # (F, 4)
   root_ang: jax.Array      # (F, 3) body-frame angular velocity of the root
+  reference_local: jax.Array      # (F, NUM_BALLS, 4) the reference's local rotations
+  reference_local_vel: jax.Array  # (F, NUM_BALLS, 3) (without refinement offsets)
 
 
 def prepare(targets: Targets, offsets: jax.Array | None, dt: float) -> Frames:
   """Controller inputs from targets; `offsets` (F, NUM_BALLS, 3) rotation vectors are
   composed onto the target local rotations (and so also change their velocities)."""
-  local_target = targets.local_quat
+  reference_vel = _angular_velocity(targets.local_quat, dt)
+  local_target, local_vel = targets.local_quat, reference_vel
   if offsets is not None:
     local_target = rotations.qmul(local_target, rotations.axis_angle_to_quaternion(offsets))
+    local_vel = _angular_velocity(local_target, dt)
   root_vel = jnp.concatenate(
       [(targets.root_pos[1:] - targets.root_pos[:-1]) / dt, jnp.zeros((1, 3))], axis=0)
-  return Frames(local_target=local_target, local_vel=_angular_velocity(local_target, dt),
+  return Frames(local_target=local_target, local_vel=local_vel,
                 root_pos=targets.root_pos, root_vel=root_vel, root_quat=targets.root_quat,
-                root_ang=_angular_velocity(targets.root_quat, dt))
+                root_ang=_angular_velocity(targets.root_quat, dt),
+                reference_local=targets.local_quat, reference_local_vel=reference_vel)
 
 
 def controlled_system(system, control: Control, index: humanoid.ModelIndex):
@@ -155,19 +178,30 @@ def controlled_system(system, control: Control, index: humanoid.ModelIndex):
       control.kd.reshape(-1)))
 
 
-def initial_data(system, index: humanoid.ModelIndex, frames: Frames) -> mjx.Data:
-  """Simulator state on the first target pose (raised out of the floor if it starts inside
-  it) with the targets' first velocities."""
-  ball_qpos = jnp.asarray(index.ball_qpos)
+def reference_state(system, index: humanoid.ModelIndex, frame: Frames
+                    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """The reference state of one frame (`frame`: a Frames of one frame, no F axis): the
+  reference pose, raised out of the floor if it is inside it, with the reference's
+  velocities (root linear and angular, joints' angular).
+
+  Returns:
+    qpos (nq,), qvel (nv,) and the pose's joint positions (22, 3).
+  """
+  ball_qpos = jnp.asarray(index.ball_qpos).reshape(-1)
   ball_dof = jnp.asarray(index.ball_dof).reshape(-1)
-  first = retarget.forward_kinematics(frames.root_pos[0], frames.root_quat[0],
-                                      frames.local_target[0])
-  lift = jnp.maximum(0.0, -jnp.min(first[:, 1]))
-  qpos = jnp.zeros(system.nq).at[0:3].set(frames.root_pos[0] + jnp.array([0.0, 1.0, 0.0]) * lift)
-  qpos = qpos.at[3:7].set(frames.root_quat[0]).at[ball_qpos.reshape(-1)].set(
-      frames.local_target[0].reshape(-1))
-  qvel = jnp.zeros(system.nv).at[0:3].set(frames.root_vel[0]).at[3:6].set(frames.root_ang[0])
-  qvel = qvel.at[ball_dof].set(frames.local_vel[0].reshape(-1))
+  joints = retarget.forward_kinematics(frame.root_pos, frame.root_quat, frame.reference_local)
+  lift = jnp.array([0.0, 1.0, 0.0]) * jnp.maximum(0.0, -jnp.min(joints[:, 1]))
+  qpos = jnp.zeros(system.nq).at[0:3].set(frame.root_pos + lift)
+  qpos = qpos.at[3:7].set(frame.root_quat).at[ball_qpos].set(frame.reference_local.reshape(-1))
+  qvel = jnp.zeros(system.nv).at[0:3].set(frame.root_vel).at[3:6].set(frame.root_ang)
+  qvel = qvel.at[ball_dof].set(frame.reference_local_vel.reshape(-1))
+  return qpos, qvel, joints + lift
+
+
+def initial_data(system, index: humanoid.ModelIndex, frames: Frames) -> mjx.Data:
+  """Simulator state on the first reference pose (raised out of the floor if it starts
+  inside it) with the reference's first velocities."""
+  qpos, qvel, _ = reference_state(system, index, jax.tree.map(lambda x: x[0], frames))
   data = mjx.make_data(system).replace(qpos=qpos, qvel=qvel)
   return mjx.forward(system, data)
 
@@ -188,7 +222,8 @@ def run_frames(system, params: CorrectorParams, control: Control, data: mjx.Data
       target only (its velocity is kept): what gradient refinement optimises.
 
   Returns:
-    the state after the last frame and the Rollout (joints at each frame's start).
+    the state after the last frame and the Rollout (joints at each frame's start, after the
+    fail-safe; see the module docstring).
   """
   index = humanoid.model_index(params.spec)
   dt = params.frame_dt
@@ -229,18 +264,39 @@ def run_frames(system, params: CorrectorParams, control: Control, data: mjx.Data
     data = mjx.step(system, data.replace(qfrc_applied=applied))
     return data, jnp.sqrt(jnp.sum(force * force)) / weight
 
-  def frame_step(data, frame):
+  def failsafe(data, reference):
+    """Resets `data` to this frame's reference state where the imitation has failed.
+
+    Returns the state, the joints (22, 3) it holds, reset, and the pelvis height before the
+    reset."""
     joints = state_joints(data, index)
+    ref_qpos, ref_qvel, ref_joints = reference_state(system, index, reference)
+    error = jnp.mean(jnp.sqrt(jnp.sum((joints - ref_joints) ** 2, axis=-1)))
+    reset = error > control.failsafe_threshold  # False for NaN: that is reported as nonfinite
+    # mjx.step recomputes everything from qpos and qvel, so no forward pass is needed (one
+    # per frame would cost ~10% under vmap, where it runs whether or not a motion resets).
+    # Only the bias forces the controller compensates would be stale for the first substep:
+    # they are zeroed instead; the solver's warm start belonged to the old state too.
+    pick = lambda new, old: jnp.where(reset, new, old)
+    data = data.replace(qpos=pick(ref_qpos, data.qpos), qvel=pick(ref_qvel, data.qvel),
+                        qacc_warmstart=pick(0.0, data.qacc_warmstart),
+                        qfrc_bias=pick(0.0, data.qfrc_bias))
+    return data, pick(ref_joints, joints), reset, joints[0, 1]
+
+  def frame_step(data, inputs):
+    frame, reference = inputs
+    data, joints, reset, pelvis = failsafe(data, reference)
     local = data.qpos[ball_qpos]
     fractions = jnp.arange(substeps, dtype=jnp.float32) / substeps
     data, residual = jax.lax.scan(lambda d, s: substep(d, s, frame), data, fractions)
-    return data, Rollout(joints=joints, local_quat=local, residual=jnp.mean(residual))
+    return data, Rollout(joints=joints, local_quat=local, residual=jnp.mean(residual),
+                         reset=reset, pelvis_height=pelvis)
 
   xs = (frames.local_target, frames.local_vel, frames.root_pos, frames.root_vel,
         frames.root_quat, frames.root_ang)
   if pd_offsets is not None:
     xs = xs + (pd_offsets,)
-  return jax.lax.scan(frame_step, data, xs)
+  return jax.lax.scan(frame_step, data, (xs, frames))
 
 
 def track_one(system, params: CorrectorParams, control: Control, targets: Targets,

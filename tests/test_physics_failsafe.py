@@ -1,0 +1,159 @@
+"""The corrector's fail-safe: an imitation that fails is reset to the reference and goes on.
+
+Eight motions x 49 frames (the compiled shape of test_physics_corrector, so the rollout is
+compiled once for both): clean demo motions and standing motions whose reference is knocked
+off by something no body can follow (a 1.5 m teleport, the root dashing at 8 m/s). Every
+test reads the same module-scoped simulations; failsafe='none' is a runtime setting of the
+same compiled rollout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from selfconsume import errors
+from selfconsume.physics import corrector
+from selfconsume.physics import demo_motions
+from selfconsume.physics import params as params_lib
+
+FRAMES = 49
+EVENT = 15          # the frame the knocked references go wrong
+SETTLED = 25        # from here on, the reference stands still again
+CLEAN = (0, 1, 2, 7)
+KNOCKED = (3, 4, 5, 6)
+
+
+def _knocked(base: np.ndarray) -> list[np.ndarray]:
+  """References that leave a standing body behind at frame EVENT."""
+  t = np.arange(FRAMES)
+  teleport = base.copy()
+  teleport[EVENT:, :, 0] += 1.5                                # 1.5 m sideways at once
+  dash = base.copy()
+  dash[:, :, 2] += (np.clip(t - EVENT, 0, 5) * 0.4)[:, None]    # 8 m/s for 5 frames
+  shove = base.copy()
+  shove[:, :, 0] += (np.clip(t - EVENT, 0, 3) * 0.4)[:, None]   # 8 m/s for 3 frames
+  leap = base.copy()
+  leap[:, :, 2] += (np.clip(t - EVENT, 0, 5) * 0.25)[:, None]   # 5 m/s for 5 frames
+  return [teleport, dash, shove, leap]
+
+
+@pytest.fixture(scope="module")
+def batch():
+  joints = np.zeros((8, FRAMES, 22, 3), np.float32)
+  joints[0] = demo_motions.make_motion("squat", FRAMES, 1)
+  joints[1] = demo_motions.make_motion("stand", FRAMES, 2)
+  joints[2] = demo_motions.make_motion("squat", FRAMES, 4)
+  joints[7] = demo_motions.make_motion("stand", FRAMES, 5)
+  joints[list(KNOCKED)] = np.stack(_knocked(demo_motions.make_motion("stand", FRAMES, 3)))
+  return joints, np.full((8,), FRAMES, np.int32)
+
+
+@pytest.fixture(scope="module")
+def params():
+  return params_lib.CorrectorParams(refine_iterations=0)
+
+
+@pytest.fixture(scope="module")
+def runs(batch, params):
+  joints, lengths = batch
+  key = jax.random.PRNGKey(0)
+  return {mode: corrector.correct_joints(key, joints, lengths,
+                                         dataclasses.replace(params, failsafe=mode))
+          for mode in ("reset", "none")}
+
+
+def _pelvis_gap(out, joints) -> np.ndarray:
+  """(B,) largest pelvis-height difference (m) between output and reference."""
+  return np.abs(np.asarray(out)[:, :, 0, 1] - joints[:, :, 0, 1]).max(axis=1)
+
+
+def _settled_error(out, joints) -> np.ndarray:
+  """(B,) mean joint distance (m) to the reference once it stands still again."""
+  return np.linalg.norm(np.asarray(out)[:, SETTLED:] - joints[:, SETTLED:], axis=-1).mean((1, 2))
+
+
+def test_knocked_off_imitation_is_reset_and_goes_on(batch, runs):
+  joints, _ = batch
+  out, info = runs["reset"]
+  rows = list(KNOCKED)
+  resets = np.asarray(info["resets"])[rows]
+  assert info["resets"].dtype == np.int32
+  assert np.all(resets > 0), resets
+  # No fallen body comes back: the pelvis stays at the reference's height on every frame,
+  # and the body is back on the reference once the reference is reachable again.
+  assert np.all(_pelvis_gap(out, joints)[rows] < 0.2), _pelvis_gap(out, joints)
+  assert np.all(_settled_error(out, joints)[rows] < 0.05), _settled_error(out, joints)
+  assert not np.any(np.asarray(info["fell"])[rows])
+  np.testing.assert_allclose(np.asarray(info["imitated_fraction"])[rows],
+                             1.0 - resets / FRAMES, rtol=1e-6)
+  assert np.all(np.asarray(info["replaced"]))  # kept as corrected (the paper's choice)
+
+
+def test_without_the_failsafe_the_same_motions_fall(batch, runs):
+  joints, _ = batch
+  out, info = runs["none"]
+  rows = list(KNOCKED)
+  assert not np.any(np.asarray(info["resets"]))
+  np.testing.assert_array_equal(np.asarray(info["imitated_fraction"]), 1.0)
+  assert np.all(np.asarray(info["fell"])[rows])
+  assert np.all(_pelvis_gap(out, joints)[rows] > 0.3)
+
+
+def test_clean_motions_are_never_reset_and_tracked_as_without_failsafe(runs):
+  out, info = runs["reset"]
+  out_none, _ = runs["none"]
+  rows = list(CLEAN)
+  np.testing.assert_array_equal(np.asarray(info["resets"])[rows], 0)
+  np.testing.assert_array_equal(np.asarray(info["imitated_fraction"])[rows], 1.0)
+  assert np.all(np.asarray(info["realisable"])[rows])
+  assert not np.any(np.asarray(info["fell"])[rows])
+  np.testing.assert_allclose(np.asarray(out)[rows], np.asarray(out_none)[rows], atol=1e-6)
+
+
+def test_ilc_refinement_keeps_the_failsafe(batch, params):
+  """Refinement reruns the same rollout; a pass only wins with no more resets."""
+  joints, lengths = batch
+  refined = dataclasses.replace(params, refine_iterations=2)
+  out, info = corrector.correct_joints(jax.random.PRNGKey(0), joints, lengths, refined)
+  rows = list(KNOCKED)
+  assert np.all(np.asarray(info["resets"])[rows] > 0)
+  assert not np.any(np.asarray(info["fell"])[rows])
+  assert np.all(_pelvis_gap(out, joints)[rows] < 0.2)
+  clean = list(CLEAN)
+  np.testing.assert_array_equal(np.asarray(info["resets"])[clean], 0)
+  assert np.all(np.asarray(info["tracking_error_m"])[clean]
+                <= np.asarray(info["tracking_error_unrefined_m"])[clean] + 1e-6)
+
+
+def test_runs_are_ranked_by_resets_then_error():
+  better = corrector._fewer_resets_or_lower_error(  # pylint: disable=protected-access
+      resets=np.array([0, 1, 1, 2, 0]), error=np.array([0.30, 0.01, 0.10, 0.01, np.nan]),
+      best_resets=np.array([1, 1, 1, 1, 0]), best_error=np.array([0.01, 0.05, 0.05, 0.5, 0.1]))
+  np.testing.assert_array_equal(better, [True, True, False, False, False])
+
+
+def test_unrealisable_motions_can_be_returned_uncorrected(batch, params):
+  """With failsafe_min_imitated above the knocked motions' share of imitated frames, they
+  are flagged not realisable; 'original' returns them uncorrected, 'keep' corrected."""
+  joints, lengths = batch
+  strict = dataclasses.replace(params, failsafe_min_imitated=1.0,
+                               failsafe_unrealisable="original")
+  out, info = corrector.correct_joints(jax.random.PRNGKey(0), joints, lengths, strict)
+  realisable = np.asarray(info["realisable"])
+  np.testing.assert_array_equal(realisable, np.asarray(info["resets"]) == 0)
+  assert not np.any(realisable[list(KNOCKED)])
+  np.testing.assert_array_equal(np.asarray(info["replaced"]), realisable)
+  np.testing.assert_array_equal(np.asarray(out)[list(KNOCKED)], joints[list(KNOCKED)])
+
+
+@pytest.mark.parametrize("field,value", [("failsafe", "stop"), ("failsafe_threshold_m", 0.0),
+                                         ("failsafe_min_imitated", 1.5),
+                                         ("failsafe_unrealisable", "drop"),
+                                         ("fall_height_ratio", 0.0), ("fall_min_drop_m", -1.0)])
+def test_failsafe_settings_are_validated(field, value):
+  with pytest.raises(errors.ConfigError, match=field):
+    params_lib.from_config({field: value})
