@@ -1,14 +1,30 @@
-r"""The paper's motion result over seeds: at lambda = 1.0, after the last generation,
-self_correcting should have lower FID and better physics than self_consuming, self_consuming
-should have degraded relative to generation 0, and self_correcting should stay near baseline.
+r"""The paper's motion result over seeds, with the noise it has to beat.
 
   python -m benchmarks.humanml_seeds                       # default preset, seeds 0, 1, 2
-  python -m benchmarks.humanml_seeds --seeds=0,1,2 --workdir=runs/humanml_seeds \
+  python -m benchmarks.humanml_seeds --seeds=3,4 --workdir=runs/seeds_34 \
       --override=loop.generations=4 --override=train.generation_steps=300,
 
-Runs (or resumes) `experiments/configs/humanml.py[:preset]` once per seed in
-WORKDIR/seed_S and prints a JSON line with the per-seed last-generation metrics, the mean and
-95% interval over seeds, and each claim's outcome per seed.
+Runs (or resumes) `experiments/configs/humanml.py[:preset]` once per seed in WORKDIR/seed_S
+(one corpus and one evaluator for all seeds: the seed changes the n-subset and the model, not
+the yardstick), then writes to WORKDIR
+
+  seeds.json   per seed and generation the rows; per variant and generation the mean and the
+               95% interval over seeds (Student t); the claims at the last generation per seed;
+               the noise measurements
+  seeds.md     the last-generation table (mean +- 95% interval over seeds) and the claims
+  seeds.png    FID and the physical metrics against generation, mean and interval per variant
+
+and prints its summary as one JSON line last.
+
+The claims (the paper's Figure 4 at lambda = 1), per seed, at the last generation:
+self_consuming's FID above baseline's; self_correcting's FID below self_consuming's;
+self_correcting's float / penetrate / skate no worse than self_consuming's.
+
+Noise, so that a gap can be judged: the evaluation's (the first seed's last baseline checkpoint
+scored again with `--noise_repeats` other generation keys, and with as many other prompt
+draws) and the run's (seed to seed at the last generation; generation to generation within a
+run: the standard deviation of baseline's FID changes between consecutive generations after
+the first).
 """
 
 from __future__ import annotations
@@ -17,13 +33,24 @@ import argparse
 import json
 import os
 import time
+from typing import Any, Mapping, Sequence
+
+import jax
+import numpy as np
+from scipy import stats
 
 from experiments import humanml
 from experiments.configs import humanml as humanml_config
-from selfconsume.metrics import intervals
+from selfconsume import loop_plots
+from selfconsume import motion_loop
+from selfconsume import outputs
 
+VARIANTS = ("baseline", "self_consuming", "self_correcting")
 METRICS = ("fid", "r_precision_top3", "matching", "diversity", "float_mm", "penetrate_mm",
-           "skate", "tracking_error_m", "fall_rate")
+           "skate", "tracking_error_m", "fall_rate", "resets", "imitated_fraction")
+FIGURE_METRICS = ("fid", "r_precision_top3", "float_mm", "penetrate_mm", "skate",
+                  "tracking_error_m")
+PHYSICAL = ("float_mm", "penetrate_mm", "skate")
 
 
 def _override(config, assignment: str) -> None:
@@ -43,33 +70,109 @@ def _override(config, assignment: str) -> None:
     node[field] = type(old)(value)
 
 
-def last_generation(summary: dict, n: int, ratio: float) -> dict[str, dict[str, float]]:
-  """variant -> metrics of its last generation (and 'generation0')."""
-  out = {}
-  for variant, run_ratio in (("baseline", 0.0), ("self_consuming", ratio),
-                             ("self_correcting", ratio)):
-    entry = summary["runs"].get(f"n{n}/lambda{run_ratio:g}/{variant}")
-    if entry is not None:
-      out[variant] = entry["last"]
-      out.setdefault("generation0", entry["first"])
+def t_interval(values: Sequence[float]) -> tuple[float, float]:
+  """Mean and 95% half-width with Student's t (n - 1 degrees of freedom; 0 for one value)."""
+  x = np.asarray(values, np.float64)
+  if x.size < 2:
+    return float(x.mean()), 0.0
+  return float(x.mean()), float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+
+
+def seed_rows(workdir: str, n: int, ratio: float) -> dict[str, dict[int, dict[str, float]]]:
+  """variant -> generation -> flat metrics of one run's metrics.jsonl (generation 0 shared)."""
+  out: dict[str, dict[int, dict[str, float]]] = {}
+  for row in outputs.read_jsonl(os.path.join(workdir, "metrics.jsonl")):
+    if row["n"] != n or row["variant"] not in VARIANTS:
+      continue
+    if row["variant"] != "baseline" and row["lambda"] != ratio:
+      continue
+    out.setdefault(row["variant"], {})[int(row["generation"])] = humanml.flat_metrics(row)
   return out
 
 
-def claims(last: dict[str, dict[str, float]]) -> dict[str, bool]:
-  corr, cons = last["self_correcting"], last["self_consuming"]
-  base, gen0 = last.get("baseline", {}), last["generation0"]
-  out = {
-      "correcting_lower_fid_than_consuming": corr["fid"] < cons["fid"],
-      "consuming_fid_worse_than_generation0": cons["fid"] > gen0["fid"],
-  }
-  for metric in ("float_mm", "penetrate_mm", "skate"):
-    if metric in corr and metric in cons:
-      out[f"correcting_better_{metric}"] = corr[metric] < cons[metric]
-  if "fid" in base:
-    # "Near baseline": closer to baseline's FID than self_consuming is.
-    out["correcting_nearer_baseline_than_consuming"] = (
-        abs(corr["fid"] - base["fid"]) < abs(cons["fid"] - base["fid"]))
+def aggregate(per_seed: Mapping[int, Mapping[str, Mapping[int, Mapping[str, float]]]],
+              n: int, ratio: float) -> list[dict[str, Any]]:
+  """Rows (variant, generation) with each metric's mean over seeds and its `_ci95`."""
+  rows = []
+  for variant in VARIANTS:
+    generations = sorted(set.intersection(*(set(s.get(variant, {})) for s in per_seed.values())))
+    for g in generations:
+      row: dict[str, Any] = {"variant": variant, "n": n, "generation": g,
+                             "lambda": 0.0 if variant == "baseline" else ratio,
+                             "seeds": len(per_seed)}
+      for metric in METRICS:
+        values = [s[variant][g][metric] for s in per_seed.values()
+                  if s[variant][g].get(metric) is not None]
+        if len(values) == len(per_seed):
+          row[metric], row[f"{metric}_ci95"] = t_interval(values)
+      rows.append(row)
+  return rows
+
+
+def claims(last: Mapping[str, Mapping[str, float]]) -> dict[str, bool]:
+  """The paper's claims at the last generation of one seed."""
+  base, cons, corr = last["baseline"], last["self_consuming"], last["self_correcting"]
+  out = {"consuming_fid_above_baseline": cons["fid"] > base["fid"],
+         "correcting_fid_below_consuming": corr["fid"] < cons["fid"]}
+  for metric in PHYSICAL:
+    out[f"correcting_{metric}_no_worse"] = corr[metric] <= cons[metric]
   return out
+
+
+def evaluation_noise(config, workdir: str, n: int, generation: int, repeats: int
+                     ) -> dict[str, Any]:
+  """One checkpoint (baseline, `generation`) scored with other keys and other prompt draws."""
+  results: dict[str, list[float]] = {"keys": [], "prompt_sets": []}
+  directory = humanml.generation_dir(humanml.run_dir(workdir, n, 0.0, "baseline"), generation)
+  for kind in results:
+    for r in range(repeats):
+      run_config = config.copy_and_resolve_references()
+      if kind == "prompt_sets":
+        run_config.eval.prompt_seed = int(config.eval.prompt_seed) + 1 + r
+      components = motion_loop.build_components(run_config, workdir)
+      state = components.restore(os.path.join(directory, "state"),
+                                 components.init(jax.random.PRNGKey(0)))
+      key = (jax.random.fold_in(humanml.evaluation_key(int(config.seed)), 1 + r)
+             if kind == "keys" else humanml.evaluation_key(int(config.seed)))
+      results[kind].append(float(components.evaluate(state, key)["fid"]))
+  summary = {"checkpoint": f"baseline generation {generation}"}
+  for kind, values in results.items():
+    summary[kind] = {"fid": values, "sd": float(np.std(values, ddof=1)),
+                     "range": float(np.ptp(values))}
+  return summary
+
+
+def run_noise(per_seed, last_generation: int) -> dict[str, Any]:
+  """Seed to seed (last generation) and generation to generation (baseline) spreads."""
+  seed_sd = {v: float(np.std([s[v][last_generation]["fid"] for s in per_seed.values()], ddof=1))
+             for v in VARIANTS if len(per_seed) > 1}
+  steps = []
+  for s in per_seed.values():
+    fids = [s["baseline"][g]["fid"] for g in sorted(s["baseline"]) if g >= 1]
+    steps.extend(np.diff(fids))
+  return {"seed_to_seed_fid_sd": seed_sd,
+          "baseline_generation_to_generation_fid_sd": (float(np.std(steps, ddof=1))
+                                                       if len(steps) > 1 else None)}
+
+
+def markdown(rows: Sequence[Mapping[str, Any]], held: Mapping[str, int], seeds: Sequence[int],
+             last_generation: int) -> str:
+  """The last-generation table and the claims, as in the README."""
+  columns = ("fid", "r_precision_top3", "float_mm", "penetrate_mm", "skate",
+             "tracking_error_m", "imitated_fraction")
+  lines = [f"Seeds {', '.join(map(str, seeds))}; mean +- 95% interval over seeds (t).", "",
+           "| | generation | " + " | ".join(columns) + " |",
+           "| --- | --- |" + " --- |" * len(columns)]
+  for row in rows:
+    if row["generation"] not in (0, last_generation) or (
+        row["generation"] == 0 and row["variant"] != "baseline"):
+      continue
+    name = "generation 0" if row["generation"] == 0 else row["variant"]
+    cells = [f"{row[c]:.3f} +- {row[c + '_ci95']:.3f}" if c in row else "" for c in columns]
+    lines.append(f"| {name} | {row['generation']} | " + " | ".join(cells) + " |")
+  lines += ["", "Claims held (of %d seeds): " % len(seeds)
+            + ", ".join(f"{k} {v}" for k, v in held.items())]
+  return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:
@@ -79,42 +182,64 @@ def main(argv=None) -> None:
   parser.add_argument("--workdir", default="runs/humanml_seeds")
   parser.add_argument("--override", action="append", default=[],
                       help="config assignment section.field=value (repeatable)")
+  parser.add_argument("--noise_repeats", type=int, default=4,
+                      help="re-scorings per kind for the evaluation noise (0: skip)")
   args = parser.parse_args(argv)
   seeds = [int(s) for s in args.seeds.split(",") if s]
-  per_seed, started = {}, time.time()
+  started = time.time()
+  per_seed, seconds, configs = {}, {}, {}
   for seed in seeds:
     config = humanml_config.get_config(args.preset)
     config.seed = seed
-    config.loop.lambdas = (1.0,)
-    # One corpus and one evaluator for all seeds: the seed changes the n-subset and the
-    # model, not the yardstick.
     config.data.corpus_dir = config.data.corpus_dir or os.path.join(args.workdir, "corpus")
     for assignment in args.override:
       _override(config, assignment)
     workdir = os.path.join(args.workdir, f"seed_{seed}")
     start = time.time()
-    summary = humanml.run(config, workdir)
-    n = int(config.loop.sizes[0])
-    last = last_generation(summary, n, 1.0)
-    per_seed[seed] = {"last": last, "claims": claims(last), "seconds": time.time() - start,
-                      "generations": int(config.loop.generations),
-                      "correction_floor": summary.get("correction_floor")}
-    print(json.dumps({"seed": seed, **per_seed[seed]["claims"],
-                      "seconds": round(per_seed[seed]["seconds"], 1)}), flush=True)
-  aggregate = {}
-  for variant in ("generation0", "baseline", "self_consuming", "self_correcting"):
-    rows = [{m: r["last"][variant][m] for m in METRICS if m in r["last"].get(variant, {})}
-            for r in per_seed.values() if variant in r["last"]]
-    common = set.intersection(*(set(r) for r in rows)) if rows else set()
-    if rows and common:
-      aggregate[variant] = intervals.summarize_repeats([{m: r[m] for m in common} for r in rows])
-  held = {name: sum(r["claims"][name] for r in per_seed.values())
-          for name in next(iter(per_seed.values()))["claims"]}
-  print(json.dumps({"benchmark": "humanml_seeds", "preset": args.preset, "seeds": seeds,
-                    "lambda": 1.0, "claims_held_in_seeds": held,
-                    "mean_ci95_last_generation": aggregate,
-                    "per_seed": {str(s): r for s, r in per_seed.items()},
-                    "seconds": round(time.time() - started, 1)}))
+    humanml.run(config, workdir)
+    seconds[seed] = time.time() - start
+    n, ratio = int(config.loop.sizes[0]), float(config.loop.lambdas[-1])
+    per_seed[seed] = seed_rows(workdir, n, ratio)
+    configs[seed] = config
+    print(json.dumps({"seed": seed, "minutes": round(seconds[seed] / 60, 1)}), flush=True)
+
+  last_generation = int(configs[seeds[0]].loop.generations)
+  rows = aggregate(per_seed, n, ratio)
+  per_seed_claims = {s: claims({v: r[v][last_generation] for v in VARIANTS})
+                     for s, r in per_seed.items()}
+  held = {name: sum(c[name] for c in per_seed_claims.values())
+          for name in next(iter(per_seed_claims.values()))}
+  noise: dict[str, Any] = run_noise(per_seed, last_generation)
+  if args.noise_repeats > 1:
+    noise["evaluation"] = evaluation_noise(configs[seeds[0]],
+                                           os.path.join(args.workdir, f"seed_{seeds[0]}"),
+                                           n, last_generation, args.noise_repeats)
+  floor_path = os.path.join(args.workdir, f"seed_{seeds[0]}", "correction_floor.json")
+  floor = outputs.read_json(floor_path) if os.path.exists(floor_path) else None
+  result = {"benchmark": "humanml_seeds", "preset": args.preset, "overrides": args.override,
+            "seeds": seeds, "n": n, "lambda": ratio, "generations": last_generation,
+            "claims_held_in_seeds": held,
+            "claims_per_seed": {str(s): c for s, c in per_seed_claims.items()},
+            "last_generation": {r["variant"]: {k: v for k, v in r.items() if k != "variant"}
+                                for r in rows if r["generation"] == last_generation},
+            "generation0": next((r for r in rows if r["generation"] == 0), None),
+            "noise": noise, "correction_floor": floor,
+            "minutes_per_seed": {str(s): round(t / 60, 1) for s, t in seconds.items()},
+            "minutes": round((time.time() - started) / 60, 1)}
+  os.makedirs(args.workdir, exist_ok=True)
+  outputs.write_json(os.path.join(args.workdir, "seeds.json"),
+                     dict(result, rows=rows,
+                          per_seed={str(s): r for s, r in per_seed.items()}))
+  outputs.write_text_atomic(os.path.join(args.workdir, "seeds.md"),
+                            markdown(rows, held, seeds, last_generation))
+  references = loop_plots.reference_lines(
+      [{"real_fid": per_seed[seeds[0]]["baseline"][last_generation].get("real_fid")}], floor)
+  figure = loop_plots.setting_figure(
+      rows, n, ratio, FIGURE_METRICS, references,
+      title=f"n = {n}, lambda = {ratio:g}: mean and 95% interval over seeds {seeds}")
+  if figure is not None:
+    figure.savefig(os.path.join(args.workdir, "seeds.png"), dpi=110)
+  print(json.dumps(result))
 
 
 if __name__ == "__main__":

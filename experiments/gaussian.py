@@ -25,8 +25,11 @@ import scipy.stats
 import tensorboardX
 import tqdm
 
+from experiments.configs import gaussian as gaussian_config
 from selfconsume import loop
 from selfconsume import outputs
+from selfconsume import validation
+from selfconsume import workdir as workdir_lib
 from selfconsume.errors import ConfigError
 from selfconsume.gaussian import theory
 from selfconsume.gaussian import toy
@@ -165,7 +168,21 @@ def plot_stability(path: str, config, result) -> None:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Runs the grid and writes summary.json, curves.npz, w2.png, stability.png, tensorboard/."""
+  """Runs the grid and writes summary.json, curves.npz, w2.png, stability.png, tensorboard/.
+
+  The config and the workdir are checked first (selfconsume.validation, selfconsume.workdir);
+  a workdir whose summary.json exists holds the finished run of this config.
+  """
+  validation.validate_with(config, gaussian_config.get_config)
+  with workdir_lib.claim(workdir, config):
+    if os.path.exists(os.path.join(workdir, "summary.json")):
+      return workdir_lib.report_finished(
+          workdir, f"{config.num_generations} generations x {config.num_seeds} seeds",
+          ("summary.json", "curves.npz", "w2.png", "stability.png"))
+    return _run(config, workdir)
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   validate(config)
   start = time.perf_counter()
   result = run_grid(config)

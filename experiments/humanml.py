@@ -11,21 +11,29 @@ once per n and its rows carry lambda = 0.
 Resume: every generation's PRNG key is derived from (seed, n, lambda, variant, generation),
 and a generation counts as finished once its checkpoint and metrics row are on disk. Rerunning
 the same command continues every variant from its last finished generation, and the results
-equal those of an uninterrupted run.
+equal those of an uninterrupted run. Inside a generation, a long fit checkpoints every
+config.train.checkpoint_every steps (gen_XXX/fit/) and a rerun resumes it from there, with
+the same result.
 
 Workdir layout:
   metrics.jsonl, summary.json, config.json, vocab.json
   correction_floor.json   the real test motions scored after physics correction (FID etc.):
                           how far correction alone moves data in the evaluator's eyes
+  evaluator.json, evaluator/   the evaluator that scores the run (fingerprint, training
+                          data, real-vs-real FID) and a copy of it (selfconsume/evaluator_record.py)
   checkpoints/n64/gen_000/{state/, row.json}                     shared generation 0
   checkpoints/n64/baseline/gen_001/...                           baseline (lambda = 0)
   checkpoints/n64/lambda1/self_correcting/gen_001/...            the other variants
-  plots/n64_lambda1_fid.png ...  videos/...  tensorboard/...
+  plots/n64_lambda1.png   videos/<run>/*.mp4 + *.html (interactive 3-D views)
+  tensorboard/n64_lambda1/  tags METRIC/VARIANT against the generation; fit_loss/VARIANT
+  report.html             tables, figures, videos, config (selfconsume/report.py)
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -38,8 +46,11 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from experiments.configs import humanml as humanml_config
 from selfconsume import loop
 from selfconsume import outputs
+from selfconsume import validation
+from selfconsume import workdir as workdir_lib
 from selfconsume.errors import CheckpointError
 from selfconsume.errors import ConfigError
 from selfconsume.errors import NonFiniteError
@@ -48,12 +59,16 @@ Row = dict[str, Any]
 
 # The metrics every row carries (None where a variant has no such value).
 ROW_METRICS = ("fid", "r_precision", "matching", "diversity", "multimodality", "float_mm",
-               "penetrate_mm", "skate", "tracking_error_m", "fall_rate", "train_loss",
-               "seconds")
+               "penetrate_mm", "skate", "tracking_error_m", "fall_rate", "resets",
+               "imitated_fraction", "train_loss", "seconds")
 # The metrics that get a plot and a place in summary.json; lower is better unless listed.
 PLOTTED_METRICS = ("fid", "r_precision_top3", "matching", "diversity", "multimodality",
-                   "float_mm", "penetrate_mm", "skate", "tracking_error_m", "fall_rate")
-HIGHER_IS_BETTER = ("r_precision_top1", "r_precision_top2", "r_precision_top3")
+                   "float_mm", "penetrate_mm", "skate", "tracking_error_m", "fall_rate",
+                   "resets", "imitated_fraction")
+HIGHER_IS_BETTER = ("r_precision_top1", "r_precision_top2", "r_precision_top3",
+                    "imitated_fraction")
+# Subdirectory of a generation's directory where a long fit checkpoints until it is done.
+FIT_CHECKPOINTS = "fit"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +95,9 @@ class Components:
     correction_floor: optional key -> metrics of the real test motions after physics
       correction: what correction alone costs in the evaluator's eyes (FID etc.), the level
       self_correcting cannot go below whatever the loop does.
+    resumable_fit: `fit` also takes keywords checkpoint_dir (where a long fit checkpoints
+      every config.train.checkpoint_every steps and resumes from) and log ((steps done,
+      loss) -> None, called every config.train.log_every steps).
   """
   real_buffer: Callable[[int], loop.Buffer]
   synthetic_buffer: Callable[[int, float], loop.Buffer]
@@ -94,6 +112,7 @@ class Components:
   render_correction: Callable[[loop.Buffer, loop.Buffer, str], None] | None = None
   correction_floor: Callable[[jax.Array], Mapping[str, Any]] | None = None
   close: Callable[[], None] | None = None
+  resumable_fit: bool = False
 
 
 # ----------------------------------------------------------------------------- keys and paths
@@ -286,22 +305,56 @@ def _validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.loop.generations must be >= 0, got {config.loop.generations}")
 
 
-class _Writers:
-  """TensorBoard writers, one per run of the sweep, opened on first use."""
+# Row fields that are coordinates or bookkeeping, not metrics: they get no TensorBoard chart.
+_NOT_SCALARS = ("generation", "lambda", "n", "seed", "num_samples", "num_repeats")
 
-  def __init__(self, workdir: str):
+
+class _Writers:
+  """TensorBoard: one run per (n, lambda) setting, tags METRIC/VARIANT, the generation as step.
+
+  tensorboard/n64_lambda1/ holds fid/baseline, fid/self_consuming, fid/self_correcting, ...,
+  so one chart compares the variants and, across runs, the settings. Generation 0 is step 0
+  of every variant's curve, and baseline (lambda = 0) is drawn in every lambda's run. Fit
+  losses go to fit_loss/VARIANT against the optimizer step counted from generation 0.
+  Reference values (real_*) and interval half-widths (*_ci95) stay in metrics.jsonl.
+  """
+
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict):
     self._root = os.path.join(workdir, "tensorboard")
+    self._lambdas = [float(r) for r in config.loop.lambdas] or [0.0]
+    self._variants = [str(v) for v in config.loop.variants]
     self._writers: dict[str, Any] = {}
 
-  def scalars(self, run: str, step: int, values: Mapping[str, float]) -> None:
+  def _writer(self, n: int, ratio: float):
     import tensorboardX  # pylint: disable=g-import-not-at-top
+    run = f"n{n}_lambda{_tag(ratio)}"
     if run not in self._writers:
       self._writers[run] = tensorboardX.SummaryWriter(os.path.join(self._root, run))
-    writer = self._writers[run]
-    for name, value in values.items():
-      if value is not None and np.isfinite(value):
-        writer.add_scalar(name, value, step)
-    writer.flush()
+    return self._writers[run]
+
+  def _targets(self, n: int, ratio: float, variant: str) -> list[tuple[Any, list[str]]]:
+    """(writer, variant tags) pairs a row or loss of `variant` is logged to."""
+    shared = variant in ("baseline", "generation0")
+    writers = [self._writer(n, r) for r in (self._lambdas if shared else [ratio])]
+    tags = self._variants if variant == "generation0" else [variant]
+    return [(w, tags) for w in writers]
+
+  def row(self, row: Row) -> None:
+    values = {name: value for name, value in flat_metrics(row).items()
+              if name not in _NOT_SCALARS and not name.startswith("real_")
+              and not name.endswith("_ci95") and np.isfinite(value)}
+    for writer, tags in self._targets(int(row["n"]), float(row["lambda"]), row["variant"]):
+      for tag in tags:
+        for name, value in values.items():
+          writer.add_scalar(f"{name}/{tag}", value, int(row["generation"]))
+      writer.flush()
+
+  def fit_loss(self, n: int, ratio: float, variant: str, step: int, loss: float) -> None:
+    if not np.isfinite(loss):
+      return
+    for writer, tags in self._targets(n, ratio, variant):
+      for tag in tags:
+        writer.add_scalar(f"fit_loss/{tag}", loss, step)
 
   def close(self) -> None:
     for writer in self._writers.values():
@@ -318,6 +371,8 @@ def _finish_generation(directory: str, generation: int, train_state: Any, row: R
   os.makedirs(gen_dir, exist_ok=True)
   components.save(state_dir, train_state)
   outputs.write_json(os.path.join(gen_dir, "row.json"), row)
+  # The fit's own checkpoints (a long fit's resume points) are superseded by `state`.
+  shutil.rmtree(os.path.join(gen_dir, FIT_CHECKPOINTS), ignore_errors=True)
   if keep > 0:
     for old in finished_generations(directory)[:-keep]:
       if old > 0:
@@ -345,8 +400,9 @@ def run_loop(config: ml_collections.ConfigDict, workdir: str, components: Compon
   """
   _validate(config)
   os.makedirs(workdir, exist_ok=True)
-  outputs.write_json(os.path.join(workdir, "config.json"), config.to_dict())
-  writers = _Writers(workdir)
+  if not os.path.exists(os.path.join(workdir, "config.json")):  # the run's, never rewritten
+    outputs.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  writers = _Writers(workdir, config)
   seed = int(config.seed)
   eval_key = evaluation_key(seed)
   videos = bool(config.outputs.videos)
@@ -362,7 +418,9 @@ def run_loop(config: ml_collections.ConfigDict, workdir: str, components: Compon
       else:
         init_key, fit_key = jax.random.split(generation_key(seed, n, 0.0, "generation0", 0))
         gen0_state, fit_metrics = components.fit(
-            components.init(init_key), real, fit_key, int(config.train.gen0_steps[size_index]))
+            components.init(init_key), real, fit_key, int(config.train.gen0_steps[size_index]),
+            **_fit_options(components, os.path.join(gen0_dir, FIT_CHECKPOINTS),
+                           functools.partial(writers.fit_loss, n, 0.0, "generation0")))
         evaluation = components.evaluate(gen0_state, eval_key)
         row = make_row(n=n, synthetic_ratio=0.0, variant="generation0", generation=0,
                        seed=seed, evaluation=evaluation,
@@ -372,7 +430,7 @@ def run_loop(config: ml_collections.ConfigDict, workdir: str, components: Compon
           components.render_prompts(gen0_state, eval_key,
                                     os.path.join(workdir, "videos", f"n{n}", "gen000"))
         _finish_generation(os.path.dirname(gen0_dir), 0, gen0_state, row, components, -1)
-        writers.scalars(f"n{n}/generation0", 0, flat_metrics(row))
+        writers.row(row)
         _write_results(workdir, config)
       for variant, ratio in _runs(config):
         name = (f"n{n}/baseline" if variant == "baseline"
@@ -410,8 +468,13 @@ def run_loop(config: ml_collections.ConfigDict, workdir: str, components: Compon
             captured["corrected"] = corrected
             return corrected, metrics
 
-          def fit_fn(train_state, training_set, key, steps=steps):
-            return components.fit(train_state, training_set, key, steps)
+          def fit_fn(train_state, training_set, key, steps=steps, g=g, ratio=ratio,
+                     variant=variant, directory=directory):
+            # Fit losses are plotted against the optimizer step counted from generation 0.
+            offset = int(config.train.gen0_steps[size_index]) + (g - 1) * steps
+            log = lambda step, loss: writers.fit_loss(n, ratio, variant, offset + step, loss)  # noqa: E731
+            return components.fit(train_state, training_set, key, steps, **_fit_options(
+                components, os.path.join(generation_dir(directory, g), FIT_CHECKPOINTS), log))
 
           state, metrics = loop.run_generation(
               state, variant=variant, sample_fn=sample_fn, correct_fn=correct_fn,
@@ -432,7 +495,7 @@ def run_loop(config: ml_collections.ConfigDict, workdir: str, components: Compon
                   os.path.join(video_dir, f"correction_gen{g:03d}"))
           _finish_generation(directory, g, state.train_state, row, components,
                              int(config.outputs.keep_checkpoints))
-          writers.scalars(name, g, flat_metrics(row))
+          writers.row(row)
           _write_results(workdir, config)
           progress.set_postfix(fid=row.get("fid"))
           if stop_after is not None and stop_after(name, g):
@@ -455,10 +518,23 @@ def run_loop(config: ml_collections.ConfigDict, workdir: str, components: Compon
   if floor is not None:
     summary["correction_floor"] = floor
   outputs.write_json(os.path.join(workdir, "summary.json"), summary)
+  from selfconsume import report  # pylint: disable=g-import-not-at-top  (matplotlib)
   if config.outputs.plots:
     from selfconsume import loop_plots  # pylint: disable=g-import-not-at-top
-    loop_plots.plot_metrics(rows, os.path.join(workdir, "plots"), PLOTTED_METRICS)
+    loop_plots.plot_metrics(rows, os.path.join(workdir, "plots"), PLOTTED_METRICS,
+                            references=loop_plots.reference_lines(rows, floor))
+  if config.outputs.get("report", True):
+    report.write_report([workdir])
+  print(report.summary_text(rows, floor, title=f"{workdir}: last and best generation"))
   return summary
+
+
+def _fit_options(components: Components, checkpoint_dir: str,
+                 log: Callable[[int, float], None]) -> dict[str, Any]:
+  """The keywords of a resumable fit (none for components without one)."""
+  if not components.resumable_fit:
+    return {}
+  return {"checkpoint_dir": checkpoint_dir, "log": log}
 
 
 def _restore_generation0(components: Components, workdir: str, n: int, seed: int) -> Any:
@@ -471,10 +547,39 @@ def _restore_generation0(components: Components, workdir: str, n: int, seed: int
   return components.restore(state_dir, template)
 
 
+def finished(config: ml_collections.ConfigDict, workdir: str) -> bool:
+  """Whether every run of the sweep has all its generations and the summary is written."""
+  if not os.path.exists(os.path.join(workdir, "summary.json")):
+    return False
+  total = int(config.loop.generations)
+  for n in config.loop.sizes:
+    gen0 = generation_dir(run_dir(workdir, int(n), None, None), 0)
+    if not os.path.exists(os.path.join(gen0, "row.json")):
+      return False
+    for variant, ratio in _runs(config):
+      done = finished_generations(run_dir(workdir, int(n), ratio, variant))
+      if (done[-1] if done else 0) < total:
+        return False
+  return True
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Entry point of `python -m experiments.run --config=experiments/configs/humanml.py`."""
+  """Entry point of `python -m experiments.run --config=experiments/configs/humanml.py`.
+
+  The config and the workdir are checked before any work (selfconsume.validation,
+  selfconsume.workdir): a rerun continues only the run its workdir holds.
+  """
   from selfconsume import motion_loop  # pylint: disable=g-import-not-at-top
   from selfconsume import parallel  # pylint: disable=g-import-not-at-top
+  validation.validate_with(config, humanml_config.get_config)
   parallel.initialize_distributed(bool(config.train.get("multi_host", False)))
-  components = motion_loop.build_components(config, workdir)
-  return run_loop(config, workdir, components)
+  claim = (workdir_lib.claim(workdir, config, workdir_lib.humanml_dataset(config))
+           if jax.process_index() == 0 else contextlib.nullcontext())
+  with claim:
+    if finished(config, workdir):
+      return workdir_lib.report_finished(
+          workdir, f"{config.loop.generations} generations of {len(_runs(config))} "
+          f"run{'s' if len(_runs(config)) != 1 else ''}",
+          ("summary.json", "metrics.jsonl", "plots/"))
+    components = motion_loop.build_components(config, workdir)
+    return run_loop(config, workdir, components)

@@ -34,9 +34,12 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from experiments.configs import mnist as mnist_config
 from selfconsume import diffusion
 from selfconsume import loop
 from selfconsume import outputs
+from selfconsume import validation
+from selfconsume import workdir as workdir_lib
 from selfconsume.digits import classifier as classifier_lib
 from selfconsume.digits import corrector as corrector_lib
 from selfconsume.digits import data as data_lib
@@ -199,8 +202,40 @@ def _summarise(rows: list[dict[str, Any]], config, extra: dict[str, Any]) -> dic
   return {"runs": runs, "checks": checks, **extra}
 
 
+def _runs(config: ml_collections.ConfigDict) -> list[tuple[str, float]]:
+  """(variant, lambda) pairs of one seed; baseline once, with lambda 0."""
+  return ([("baseline", 0.0)] if "baseline" in config.loop.variants else []) + [
+      (variant, float(lam)) for lam in config.loop.lambdas
+      for variant in config.loop.variants if variant != "baseline"]
+
+
+def finished(config: ml_collections.ConfigDict, workdir: str) -> bool:
+  """Whether every seed, variant and lambda has its last generation and summary.json exists."""
+  if not os.path.exists(os.path.join(workdir, "summary.json")):
+    return False
+  done = {(r["variant"], float(r["lambda"]), r["seed"])
+          for r in outputs.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+          if r.get("generation", -1) >= config.loop.num_generations}
+  return all((variant, lam, seed) in done for variant, lam in _runs(config)
+             for seed in range(config.seed, config.seed + config.num_seeds))
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Runs the digits loop described by `config`, writing into `workdir`; returns the summary."""
+  """Runs the digits loop described by `config`, writing into `workdir`; returns the summary.
+
+  The config and the workdir are checked before any work (selfconsume.validation,
+  selfconsume.workdir): a rerun continues only the run its workdir holds.
+  """
+  validation.validate_with(config, mnist_config.get_config)
+  with workdir_lib.claim(workdir, config, workdir_lib.mnist_dataset(config)):
+    if finished(config, workdir):
+      return workdir_lib.report_finished(
+          workdir, f"{config.loop.num_generations} generations of {len(_runs(config))} runs "
+          f"x {config.num_seeds} seeds", ("summary.json", "metrics.jsonl", "fid.png"))
+    return _run(config, workdir)
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   _validate(config)
   start_time = time.time()
   config_hash = _config_hash(config)

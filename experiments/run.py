@@ -7,16 +7,22 @@ r"""Runs one experiment from an ml_collections config file.
 
 The config's `experiment` field names the module in `experiments/` whose
 `run(config, workdir)` carries it out. Mistakes in the input (an unknown preset or key, a
-value out of range, a malformed dataset, an incompatible checkpoint) end the program with a
-one-line message instead of a traceback.
+value out of range, a malformed dataset, an incompatible checkpoint, a workdir that holds
+another run or is in use) end the program with exit code 2 and a one-line message instead of
+a traceback. The config is validated before any work (selfconsume.validation); the traceback
+goes to the log file named on that line: <workdir>/error.log once the run has started there,
+else a temporary file, so that a refused workdir stays untouched.
 """
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import importlib.util
 import os
 import sys
+import tempfile
+import traceback
 
 from absl import app
 from absl import flags
@@ -24,6 +30,9 @@ from absl import logging
 from ml_collections import config_flags
 
 from selfconsume import errors
+from selfconsume import outputs
+from selfconsume import validation
+from selfconsume import workdir as workdir_lib
 
 # experiment name -> module in experiments/ that defines run(config, workdir).
 EXPERIMENTS = {
@@ -42,6 +51,8 @@ def define_flags() -> None:
       "config", None, "Config file, optionally with a preset: path/to/config.py[:preset].",
       lock_config=True)
   flags.DEFINE_string("workdir", None, "Directory for all outputs of the run.")
+  flags.DEFINE_bool("library_logs", False,
+                    "Show the INFO logs of orbax, jax and matplotlib (off: their warnings only).")
   flags.mark_flags_as_required(["config"])
 
 
@@ -59,15 +70,60 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+# Experiments whose run() claims its workdir (selfconsume.workdir: identity and lock); the
+# others only need it to exist.
+CLAIMING = ("gaussian", "humanml", "mnist")
+
+# Errors that describe the input (a config value, a dataset file, a checkpoint, the workdir,
+# a file the run cannot write), not a bug: one line on the console, exit code 2.
+USER_ERRORS = (errors.ConfigError, errors.DataError, errors.CheckpointError,
+               errors.NonFiniteError, OSError)
+
+
 def run_experiment(config, workdir: str):
-  """Dispatches to the experiment's module; returns what its `run` returns."""
+  """Validates the config and the workdir path, then dispatches to the experiment's module;
+  returns what its `run` returns."""
   name = config.get("experiment")
   if name not in EXPERIMENTS:
     raise errors.ConfigError(
         f"config.experiment = {name!r} is not one of {sorted(EXPERIMENTS)}")
+  config_module = importlib.import_module(f"experiments.configs.{name}")
+  validation.validate_with(config, config_module.get_config)
+  workdir_lib.check_path(workdir)
   module = importlib.import_module(EXPERIMENTS[name])
-  os.makedirs(workdir, exist_ok=True)
+  if name not in CLAIMING:
+    os.makedirs(workdir, exist_ok=True)
   return module.run(config, workdir)
+
+
+def one_line(error: BaseException) -> str:
+  """The console's view of an error: its first line (an OSError: what and which file)."""
+  if isinstance(error, OSError) and error.strerror:
+    where = error.filename if error.filename is not None else ""
+    return f"{error.strerror}: {where}" if where else error.strerror
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  return lines[0] if lines else type(error).__name__
+
+
+def write_error_log(workdir: str, error: BaseException) -> str:
+  """Writes the error's traceback to <workdir>/error.log when this process started the run
+  there, else (a refused or unusable workdir stays untouched) to a temporary file; returns
+  the path."""
+  text = (f"{datetime.datetime.now().isoformat(timespec='seconds')} "
+          f"{' '.join(sys.argv)}\n" +
+          "".join(traceback.format_exception(type(error), error, error.__traceback__)))
+  if workdir_lib.started(workdir) and not isinstance(error, workdir_lib.WorkdirError):
+    path = os.path.join(workdir, "error.log")
+    try:
+      with open(path, "a") as f:
+        f.write(text + "\n")
+      return path
+    except OSError:
+      pass
+  fd, path = tempfile.mkstemp(prefix="selfconsume-error-", suffix=".log")
+  with os.fdopen(fd, "w") as f:
+    f.write(text)
+  return path
 
 
 def main(argv):
@@ -76,14 +132,15 @@ def main(argv):
   config = flags.FLAGS.config
   workdir = flags.FLAGS.workdir or os.path.join(
       "runs", f"{config.get('experiment', 'run')}{('-' + config.preset) if config.get('preset') else ''}")
+  if not flags.FLAGS.library_logs:
+    outputs.quiet_console()
   logging.info("experiment %s, preset %r, workdir %s", config.get("experiment"),
                config.get("preset", ""), workdir)
   enable_compilation_cache()
   try:
     run_experiment(config, workdir)
-  except (errors.ConfigError, errors.DataError, errors.CheckpointError,
-          errors.NonFiniteError) as e:
-    print(f"error: {e}", file=sys.stderr)
+  except USER_ERRORS as e:
+    print(f"error: {one_line(e)} (details: {write_error_log(workdir, e)})", file=sys.stderr)
     sys.exit(2)
 
 

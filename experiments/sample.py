@@ -8,12 +8,21 @@ Loads the checkpoint of one variant and generation (with the run's config, vocab
 normalisation), samples `num_samples` motions per prompt in fixed-size batches (one compile),
 optionally corrects them in the physics simulator, and writes for every prompt
 samples/<slug>/
-  features.npy   (num_samples, frames, 263) raw HumanML3D features (frames = length_s * 20)
+  results.npy    MDM's format (motion-diffusion-model's sample/generate.py): a dict with
+                 'motion' (num_samples, 22, 3, frames) joint positions in metres,
+                 'text', 'lengths', 'num_samples' = 1 (the prompt), 'num_repetitions'
+                 (= --num_samples); results.txt and results_len.txt beside it. MDM's
+                 renderers read it (visualize/render_mesh --input_path samples/<slug>/
+                 sample00_rep01.mp4 finds results.npy next to the video)
+  sample00_repKK.mp4   one video per sample (sampled beside corrected with --correct)
+  sample00_repKK.html  interactive 3-D view (sampled and corrected overlaid with --correct)
+  features.npy   (num_samples, frames, 263) raw HumanML3D features
   joints.npy     (num_samples, frames, 22, 3) joint positions in metres
-  corrected_features.npy / corrected_joints.npy        with --correct
-  sample_<i>.gif one stick-figure video per sample (uncorrected beside corrected with --correct)
+  corrected/results.npy, corrected_features.npy, corrected_joints.npy   with --correct
   physics.json   float_mm / penetrate_mm / skate / jerk of each sample (and of the corrected)
-The same --seed gives the same samples.
+The length defaults to the run's longest training motion (config.data.max_frames). Words
+the model never saw in training are named in a warning; a prompt of unknown words only is an
+error. The same --seed gives the same samples.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from typing import Any, Sequence
 
 from absl import app
 from absl import flags
+from absl import logging as absl_logging
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -34,7 +44,7 @@ from selfconsume import errors
 from selfconsume import outputs
 
 FPS = 20
-
+VIDEO_FORMATS = ("mp4", "gif")
 
 
 def define_flags() -> None:
@@ -47,13 +57,16 @@ def define_flags() -> None:
   flags.DEFINE_string("text", None, "One prompt.")
   flags.DEFINE_string("prompts_file", None, "A file with one prompt per line.")
   flags.DEFINE_integer("num_samples", 4, "Motions per prompt.")
-  flags.DEFINE_float("length_s", 6.0, "Motion length in seconds.")
+  flags.DEFINE_float("length_s", None, "Motion length in seconds (default: the run's "
+                     "config.data.max_frames / 20).")
   flags.DEFINE_float("guidance", 2.5, "Classifier-free guidance scale.")
   flags.DEFINE_bool("correct", False, "Also run the physics corrector.")
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
   flags.DEFINE_integer("n", None, "Size n of the run (default: the run's first).")
   flags.DEFINE_float("lambda", None, "Lambda of the run (default: the run's first).")
+  flags.DEFINE_enum("video_format", "mp4", VIDEO_FORMATS, "Video file format.")
   flags.DEFINE_string("out", None, "Output directory (default: WORKDIR/samples).")
+  flags.DEFINE_bool("library_logs", False, "Show the INFO logs of orbax, jax and matplotlib.")
 
 
 def slug(text: str, max_len: int = 48) -> str:
@@ -130,9 +143,16 @@ def checkpoint_dir(workdir: str, config: ml_collections.ConfigDict, variant: str
   return os.path.join(humanml.generation_dir(runs[variant], number), "state"), number
 
 
-def check_prompts(prompts: Sequence[str], max_len: int) -> list[str]:
+def check_prompts(prompts: Sequence[str], max_len: int, vocab: Any = None
+                  ) -> tuple[list[str], dict[str, list[str]]]:
+  """Stripped prompts and, per prompt, the words the model's vocabulary does not have.
+
+  Unknown words are encoded as <unk> (the model never saw them): each prompt that has some
+  is named in a warning. A prompt of unknown words only would condition on nothing, so it
+  is a ConfigError, as are empty and too long prompts.
+  """
   from selfconsume.data import text as text_lib  # pylint: disable=g-import-not-at-top
-  out = []
+  out, unknown = [], {}
   for i, prompt in enumerate(prompts):
     prompt = prompt.strip()
     words = text_lib.tokenize(prompt)
@@ -141,35 +161,78 @@ def check_prompts(prompts: Sequence[str], max_len: int) -> list[str]:
     if len(words) > max_len:
       raise errors.ConfigError(f"prompt {i + 1} has {len(words)} words; the model's tokenizer "
                                f"takes at most {max_len} (config.text.max_len): {prompt!r}")
+    if vocab is not None:
+      missing = [w for w in words if vocab.ids(w) == [1]]
+      if len(missing) == len(words):
+        raise errors.ConfigError(
+            f"prompt {i + 1} has no word the model knows ({', '.join(missing)}); its "
+            f"vocabulary is the {vocab.size - 2} words of the run's training captions "
+            f"(vocab.json in the workdir): {prompt!r}")
+      if missing:
+        unknown[prompt] = sorted(set(missing), key=missing.index)
+        absl_logging.warning(
+            "prompt %d: unknown words %s (not in the %d words of the training captions; "
+            "the model reads them as <unk>): %r", i + 1,
+            ", ".join(repr(w) for w in unknown[prompt]), vocab.size - 2, prompt)
     out.append(prompt)
   if not out:
     raise errors.ConfigError("no prompts: give --text or a non-empty --prompts_file")
-  return out
+  return out, unknown
+
+
+def mdm_results(joints: np.ndarray, prompt: str, lengths: np.ndarray) -> dict[str, Any]:
+  """MDM's results.npy dict for the samples (K, frames, 22, 3) of one prompt.
+
+  As motion-diffusion-model's sample/generate.py writes it: 'motion' (K, 22, 3, frames),
+  one 'text' and 'lengths' entry per motion, index rep * num_samples + sample with
+  num_samples = 1 prompt and num_repetitions = K samples.
+  """
+  joints = np.asarray(joints, np.float32)
+  return {"motion": np.ascontiguousarray(joints.transpose(0, 2, 3, 1)),
+          "text": [prompt] * len(joints), "lengths": np.asarray(lengths, np.int64),
+          "num_samples": 1, "num_repetitions": int(len(joints))}
+
+
+def save_mdm_results(directory: str, results: dict[str, Any]) -> str:
+  """Writes results.npy (+ results.txt, results_len.txt as MDM does); returns the .npy path."""
+  os.makedirs(directory, exist_ok=True)
+  path = os.path.join(directory, "results.npy")
+  np.save(path, results, allow_pickle=True)
+  with open(os.path.join(directory, "results.txt"), "w") as f:
+    f.write("\n".join(results["text"]))
+  with open(os.path.join(directory, "results_len.txt"), "w") as f:
+    f.write("\n".join(str(int(l)) for l in results["lengths"]))
+  return path
 
 
 def sample_prompts(workdir: str, prompts: Sequence[str], *, variant: str = "self_correcting",
-                   generation: str = "last", num_samples: int = 4, length_s: float = 6.0,
-                   guidance: float = 2.5, correct: bool = False, seed: int = 0,
-                   n: int | None = None, synthetic_ratio: float | None = None,
-                   out_dir: str | None = None) -> dict[str, Any]:
+                   generation: str = "last", num_samples: int = 4,
+                   length_s: float | None = None, guidance: float = 2.5,
+                   correct: bool = False, seed: int = 0, n: int | None = None,
+                   synthetic_ratio: float | None = None, out_dir: str | None = None,
+                   video_format: str = "mp4") -> dict[str, Any]:
   """Samples `num_samples` motions for every prompt and writes samples/<slug>/.
 
   Returns:
-    {'generation': int, 'checkpoint': str, 'prompts': {prompt: output directory}}.
+    {'generation': int, 'checkpoint': str, 'frames': int, 'prompts': {prompt: output
+    directory}, 'unknown_words': {prompt: [words]}}.
   """
   from selfconsume import motion_loop  # pylint: disable=g-import-not-at-top
   from selfconsume.data import text as text_lib  # pylint: disable=g-import-not-at-top
   config = load_run_config(workdir)
-  prompts = check_prompts(prompts, int(config.text.max_len))
+  if video_format not in VIDEO_FORMATS:
+    raise errors.ConfigError(f"--video_format must be one of {VIDEO_FORMATS}, got "
+                             f"{video_format!r}")
+  vocab = text_lib.Vocabulary.load(os.path.join(workdir, "vocab.json"))
+  prompts, unknown = check_prompts(prompts, int(config.text.max_len), vocab)
   if num_samples < 1:
     raise errors.ConfigError(f"--num_samples must be >= 1, got {num_samples}")
   state_dir, number = checkpoint_dir(workdir, config, variant, generation, n, synthetic_ratio)
-  frames = int(round(length_s * FPS))
   lo, hi = int(config.data.min_frames), int(config.data.max_frames)
+  frames = hi if length_s is None else int(round(length_s * FPS))
   if not lo <= frames <= hi:
     raise errors.ConfigError(f"--length_s={length_s} is {frames} frames; the model was trained "
                              f"on {lo}..{hi} frames ({lo / FPS:g}..{hi / FPS:g} s)")
-  vocab = text_lib.Vocabulary.load(os.path.join(workdir, "vocab.json"))
   with np.load(os.path.join(workdir, "normalization.npz")) as f:
     mean, std = f["mean"], f["std"]
   with config.unlocked():
@@ -199,6 +262,7 @@ def sample_prompts(workdir: str, prompts: Sequence[str], *, variant: str = "self
     info["usable"] = np.asarray(usable)
 
   from selfconsume.motion import render  # pylint: disable=g-import-not-at-top
+  from selfconsume.motion import viewer  # pylint: disable=g-import-not-at-top
   out_dir = out_dir or os.path.join(workdir, "samples")
   written = {}
   used = set()
@@ -212,12 +276,16 @@ def sample_prompts(workdir: str, prompts: Sequence[str], *, variant: str = "self
     rows = slice(p * num_samples, (p + 1) * num_samples)
     np.save(os.path.join(directory, "features.npy"), raw[rows])
     np.save(os.path.join(directory, "joints.npy"), joints[rows])
+    save_mdm_results(directory, mdm_results(joints[rows], prompt, lengths[rows]))
     report = {"prompt": prompt, "variant": variant, "generation": number,
               "checkpoint": state_dir, "seed": seed, "guidance": guidance,
-              "length_s": frames / FPS, "samples": []}
+              "length_s": frames / FPS, "unknown_words": unknown.get(prompt, []),
+              "samples": []}
     if correct:
       np.save(os.path.join(directory, "corrected_features.npy"), fixed_raw[rows])
       np.save(os.path.join(directory, "corrected_joints.npy"), fixed_joints[rows])
+      save_mdm_results(os.path.join(directory, "corrected"),
+                       mdm_results(fixed_joints[rows], prompt, lengths[rows]))
     for i in range(num_samples):
       r = p * num_samples + i
       entry = {"index": i, "physics": physics[r]}
@@ -227,12 +295,18 @@ def sample_prompts(workdir: str, prompts: Sequence[str], *, variant: str = "self
         entry["corrector"] = {k: outputs.to_jsonable(v[r]) for k, v in info.items()
                               if np.ndim(v) >= 1 and len(v) == len(captions)}
         clips.append(fixed_joints[r])
-        titles = [f"sampled #{i}", f"corrected #{i}"]
-      render.render_motions(clips, titles, os.path.join(directory, f"sample_{i}.gif"), fps=FPS)
+        titles = [f"sampled #{i}: {prompt}", f"physics-corrected #{i}: {prompt}"]
+      # MDM's file names: its renderers parse sample and repetition from them.
+      base = os.path.join(directory, f"sample00_rep{i:02d}")
+      render.render_motions(clips, titles, f"{base}.{video_format}", fps=FPS)
+      viewer.write_viewer(f"{base}.html", clips, [t.split(":")[0] for t in titles],
+                          groups=[0] * len(clips), title=f"{prompt} (#{i}, {variant}, "
+                          f"generation {number})", group_titles=[prompt], fps=FPS)
       report["samples"].append(entry)
     outputs.write_json(os.path.join(directory, "physics.json"), report)
     written[prompt] = directory
-  return {"generation": number, "checkpoint": state_dir, "prompts": written}
+  return {"generation": number, "checkpoint": state_dir, "frames": frames,
+          "prompts": written, "unknown_words": unknown}
 
 
 def _physics_rows(joints: np.ndarray, lengths: np.ndarray) -> list[dict[str, float]]:
@@ -246,6 +320,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   args = flags.FLAGS
+  if not args.library_logs:
+    outputs.quiet_console()
   try:
     if not args.workdir:
       raise errors.ConfigError("--workdir is required")
@@ -263,11 +339,13 @@ def main(argv):
         args.workdir, prompts, variant=args.variant, generation=args.generation,
         num_samples=args.num_samples, length_s=args.length_s, guidance=args.guidance,
         correct=args.correct, seed=args.seed, n=args.n, synthetic_ratio=args['lambda'].value,
-        out_dir=args.out)
+        out_dir=args.out, video_format=args.video_format)
   except (errors.ConfigError, errors.DataError, errors.CheckpointError,
           errors.NonFiniteError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  print(f"{args.variant}, generation {result['generation']}, {result['frames']} frames "
+        f"({result['frames'] / FPS:g} s)")
   for prompt, directory in result["prompts"].items():
     print(f"{prompt!r} -> {directory}")
 

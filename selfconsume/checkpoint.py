@@ -46,6 +46,14 @@ def describe(config: ml_collections.ConfigDict, vocab_size: int) -> dict[str, An
                         for k in DIFFUSION_FIELDS}}
 
 
+def brief(error: BaseException, limit: int = 200) -> str:
+  """One line of an orbax / TensorStore error, whose text can be a 60-line spec dump."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  text = lines[0] if lines else type(error).__name__
+  text = text.split(" See full TensorStore details")[0]
+  return text if len(text) <= limit else text[:limit] + " ..."
+
+
 def first_difference(saved: Mapping[str, Any], current: Mapping[str, Any]) -> str | None:
   """'section.field: checkpoint has X, config has Y' for the first differing field, or None."""
   for section in ("model", "diffusion"):
@@ -111,7 +119,8 @@ class Checkpointer:
     try:
       out = self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     except Exception as e:  # orbax raises several types for missing/corrupt items
-      raise CheckpointError(f"{self.directory}: cannot read the config of step {step}: {e}")
+      raise CheckpointError(f"{self.directory}: cannot read the config of step {step} "
+                            f"(truncated or corrupt?): {brief(e)}") from e
     return out["config"]
 
   def restore(self, state, step: int | None = None):
@@ -132,7 +141,7 @@ class Checkpointer:
           state=ocp.args.StandardRestore(_state_arrays(state))))
     except Exception as e:  # orbax raises several types for missing/corrupt items
       raise CheckpointError(f"{self.directory}: cannot restore the train state of step "
-                            f"{step}: {e}")
+                            f"{step} (truncated or corrupt?): {brief(e)}") from e
     arrays = out["state"]
     return state.replace(step=arrays["step"], params=arrays["params"],
                          opt_state=arrays["opt_state"], ema_params=arrays["ema_params"])
@@ -144,7 +153,8 @@ class Checkpointer:
       out = self._manager.restore(step, args=ocp.args.Composite(
           normalization=ocp.args.StandardRestore()))
     except Exception as e:  # orbax raises several types for missing/corrupt items
-      raise CheckpointError(f"{self.directory}: step {step} has no normalization: {e}")
+      raise CheckpointError(f"{self.directory}: step {step} has no readable normalization: "
+                            f"{brief(e)}") from e
     return {k: np.asarray(v) for k, v in out["normalization"].items()}
 
   def close(self) -> None:

@@ -13,9 +13,12 @@ and captions with the evaluator, and returns
                            prompts, and real_fid = FID(real motions of the prompts, all real
                            motions): the values a perfect generator would reach
 
-each with a `_ci95` half-width over `config.num_repeats` repeats (0 for a single repeat).
-Repeats differ in the generation keys and in the random grouping / pairing; the prompts stay the
-same. The same key gives the same numbers. Physics metrics are added by the caller.
+each with a `_ci95` half-width: over `config.num_repeats` repeats when there are several
+(Guo et al.'s convention, 1.96 sd / sqrt(repeats)), else 1.96 times the standard deviation
+over `config.bootstrap_samples` bootstrap resamples of the prompts, each with its generated
+motion (the noise of scoring a finite test set with one draw per prompt). Repeats differ in
+the generation keys and in the random grouping / pairing; the prompts stay the same. The same
+key gives the same numbers. Physics metrics are added by the caller.
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.multimodality_pairs = 10     # pairs per prompt, capped at multimodality_samples
   c.prompt_seed = 0              # which prompts and which of their captions
   c.generate_batch_size = 64     # fixed batch shape handed to generate_fn
+  # With one repeat, the 95% intervals come from this many bootstrap resamples of the
+  # prompts (each with its generated motion); 0 turns them off.
+  c.bootstrap_samples = 200
   return c
 
 
@@ -93,6 +99,8 @@ def resolve_config(config: ml_collections.ConfigDict | None) -> ml_collections.C
   if c.batch_size < 2 or c.num_samples < c.batch_size:
     raise ConfigError(f"evaluation.num_samples ({c.num_samples}) must be >= "
                       f"evaluation.batch_size ({c.batch_size}) >= 2")
+  if c.bootstrap_samples < 0:
+    raise ConfigError(f"evaluation.bootstrap_samples must be >= 0, got {c.bootstrap_samples}")
   if c.num_repeats < 1 or c.generate_batch_size < 1 or c.diversity_pairs < 1:
     raise ConfigError("evaluation.num_repeats, generate_batch_size and diversity_pairs "
                       "must be >= 1")
@@ -224,9 +232,32 @@ def evaluate(generate_fn: GenerateFn, dataset, evaluator, key: jax.Array,
       row["multimodality"] = _multimodality(generate_fn, evaluator, prompts, mm_key, rng, config)
     rows.append(row)
   results.update(intervals.summarize_repeats(rows))
+  if config.num_repeats == 1 and config.bootstrap_samples > 0:
+    results.update(bootstrap_intervals(text, generated, real_mu, real_sigma, rng, config))
   results["num_samples"] = float(len(prompts.indices))
   results["num_repeats"] = float(config.num_repeats)
   return results
+
+
+def bootstrap_intervals(text_emb: np.ndarray, motion_emb: np.ndarray, real_mu: np.ndarray,
+                        real_sigma: np.ndarray, rng: np.random.Generator,
+                        config: ml_collections.ConfigDict) -> dict[str, float]:
+  """95% half-widths (`name_ci95`) of fid and the retrieval metrics by the bootstrap.
+
+  Resamples the (caption, generated motion) pairs with replacement
+  `config.bootstrap_samples` times and takes 1.96 standard deviations of each metric.
+  """
+  num = len(text_emb)
+  draws: dict[str, list[float]] = {}
+  for _ in range(config.bootstrap_samples):
+    pick = rng.integers(num, size=num)
+    row = retrieval_metrics(text_emb[pick], motion_emb[pick], rng, config)
+    row["fid"] = fid_lib.frechet_distance(*fid_lib.gaussian_statistics(motion_emb[pick]),
+                                          real_mu, real_sigma)
+    for name, value in row.items():
+      draws.setdefault(name, []).append(value)
+  return {f"{name}_ci95": float(intervals.Z_95 * np.std(values))
+          for name, values in draws.items()}
 
 
 def _multimodality(generate_fn: GenerateFn, evaluator, prompts: Prompts, key: jax.Array,

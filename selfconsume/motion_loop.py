@@ -22,8 +22,10 @@ import dataclasses
 import functools
 import math
 import os
+import shutil
 from typing import Any, Callable, Mapping, Sequence
 
+from absl import logging as absl_logging
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -32,6 +34,7 @@ import numpy as np
 from selfconsume import loop
 from selfconsume import outputs
 from selfconsume import parallel
+from selfconsume.data import subsets
 from selfconsume.data import text as text_lib
 from selfconsume.errors import CheckpointError
 from selfconsume.errors import ConfigError
@@ -39,6 +42,13 @@ from selfconsume.errors import DataError
 from selfconsume.errors import NonFiniteError
 
 Example = dict[str, jax.Array]
+
+# What a synthetic motion is trained with: 'all' captions of the real motion whose caption
+# prompted it (the paper), or only that 'prompt'.
+SYNTHETIC_CAPTIONS = ("all", "prompt")
+# Per-motion fields of the corrector's info reported (mean and interval) in every
+# self_correcting row besides tracking_error_m and fell.
+CORRECTION_INFO = ("resets", "imitated_fraction", "realisable")
 
 
 # ----------------------------------------------------------------------------- data
@@ -87,11 +97,9 @@ def load_subset(config: ml_collections.ConfigDict, data: MotionData, n: int) -> 
   from selfconsume.data import humanml3d  # pylint: disable=g-import-not-at-top
   subset_ids = None
   if config.data.subset_ids:
-    try:
-      with open(config.data.subset_ids) as f:
-        subset_ids = [line.strip() for line in f if line.strip()]
-    except OSError as e:
-      raise DataError(f"config.data.subset_ids={config.data.subset_ids!r}: {e}") from e
+    # 'paper:64' etc. or a file. The paper's 64/128/256 lists hold one id more than their
+    # name; the first n are used (loop.sizes = (65,) trains on the whole paper:64 list).
+    subset_ids = subsets.read_subset_ids(config.data.subset_ids)
     if len(subset_ids) < n:
       raise DataError(f"{config.data.subset_ids}: {len(subset_ids)} ids, but n = {n} "
                       "motions were asked for (config.loop.sizes)")
@@ -187,17 +195,32 @@ def restore_train_state(directory: str, template: Any, config: ml_collections.Co
 
 
 def write_run_files(workdir: str, config: ml_collections.ConfigDict, data: MotionData) -> None:
-  """What experiments/sample.py needs besides a checkpoint: vocabulary and normalisation."""
-  data.vocab.save(os.path.join(workdir, "vocab.json"))
+  """What experiments/sample.py needs besides a checkpoint: vocabulary and normalisation.
+
+  Called once the data are loaded, before the evaluator or generation 0 are built: first
+  the checks that need the data (lambda * n prompts, selfconsume.validation.humanml_data),
+  then, on a rerun, that the data are the run's (dataset.json's content fingerprints, else
+  a WorkdirError and nothing written). The files are the run's metadata: each is written
+  once, atomically, and dataset.json last, so its presence says they all are.
+  """
+  from selfconsume import validation  # pylint: disable=g-import-not-at-top
+  from selfconsume import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  validation.humanml_data(config, [load_subset(config, data, int(n)) for n in config.loop.sizes])
+  record = {"root": data.root, "fingerprint": data.train.fingerprint(),
+            "test_fingerprint": data.test.fingerprint(),
+            "max_frames": int(config.data.max_frames), "min_frames": int(config.data.min_frames)}
+  dataset_path = os.path.join(workdir, "dataset.json")
+  if os.path.exists(dataset_path):
+    workdir_lib.check_dataset_record(workdir, "dataset.json", outputs.read_json(dataset_path),
+                                     record, ("fingerprint", "test_fingerprint"))
+    return
+  data.vocab.save(os.path.join(workdir, "vocab.json"))   # atomic (outputs.write_json)
   path = os.path.join(workdir, "normalization.npz")
   tmp = path + ".tmp.npz"
   np.savez(tmp, mean=np.asarray(data.train.mean, np.float32),
            std=np.asarray(data.train.std, np.float32))
   os.replace(tmp, path)
-  outputs.write_json(os.path.join(workdir, "dataset.json"),
-                     {"root": data.root, "fingerprint": data.train.fingerprint(),
-                      "max_frames": int(config.data.max_frames),
-                      "min_frames": int(config.data.min_frames)})
+  outputs.write_json(dataset_path, record)
 
 
 # ----------------------------------------------------------------------------- the pieces
@@ -219,7 +242,11 @@ class MotionModel:
     self.std = jnp.asarray(std, jnp.float32)
     self._train = train_lib
     self._template = train_lib.create_train_state(config, jax.random.PRNGKey(0), vocab.size)
+    # Two samplers: the loop's (config.loop.sampling; the paper samples its synthetic data
+    # ancestrally, without guidance) and evaluation's / the sampler's (config.sampling).
     self.generate = mdm.make_generate_fn(self._template.model, config, self.max_frames)
+    self.generate_loop = mdm.make_generate_fn(self._template.model, config, self.max_frames,
+                                              config.loop.sampling)
     self._multi_steps: dict[tuple[int, int], Callable] = {}
     # Data parallel over every local device (and host): each batch is split over a 'data'
     # mesh axis, parameters and the training buffer are replicated. One device: no mesh.
@@ -231,11 +258,22 @@ class MotionModel:
     return self._train.create_train_state(self.config, key, self.vocab.size)
 
   def fit(self, state: Any, buffer: loop.Buffer, key: jax.Array, steps: int, *,
-          capacity: int = 0, desc: str = "fit") -> tuple[Any, dict[str, Any]]:
-    """`steps` optimizer steps on batches drawn from `buffer`; returns mean loss.
+          capacity: int = 0, desc: str = "fit", checkpoint_dir: str | None = None,
+          log: Callable[[int, float], None] | None = None) -> tuple[Any, dict[str, Any]]:
+    """`steps` optimizer steps on batches drawn from `buffer`; returns the mean loss.
 
     A buffer smaller than `capacity` is padded with invalid slots first, so that real-only
-    and real + synthetic training sets share one compiled step.
+    and real + synthetic training sets share one compiled step. The steps run in jitted
+    calls of config.train.steps_per_call; call c draws from fold_in(key, c), a function of
+    where it sits in the fit (not a key carried from call to call), so a fit resumed at a
+    call boundary draws exactly what an uninterrupted fit draws.
+
+    With `checkpoint_dir`, the state and the loss sum so far are saved there every
+    config.train.checkpoint_every steps (rounded to whole calls), and a fit that finds its
+    own checkpoint there (same first step and call size, a step inside this fit) resumes
+    from it: state and mean loss equal the uninterrupted fit's bit for bit. The caller
+    deletes the directory once it has saved the result. `log(steps done, mean loss of the
+    last interval)` is called every config.train.log_every steps (rounded to whole calls).
     """
     if steps <= 0:
       return state, {"train_loss": None}
@@ -250,30 +288,60 @@ class MotionModel:
       self._multi_steps[cache_key] = self._train.make_multi_step(
           lambda k, b: training_batch(k, b, batch_size), per_call, sharding)
     multi_step = self._multi_steps[cache_key]
+    calls = -(-steps // per_call)
     # multi_step donates its input state; the caller's (e.g. the shared generation 0) stays.
     state = jax.tree.map(jnp.copy, state)
+    progress = _FitProgress(self, checkpoint_dir, int(state.step), per_call, calls)
+    state = progress.resume(state)
     if self.mesh is not None:
       state, buffer = parallel.replicate((state, buffer), self.mesh)
+    every = lambda name: max(1, round(int(self.config.train.get(name, 0)) / per_call))  # noqa: E731
+    log_calls = every("log_every")
+    save_calls = (every("checkpoint_every")
+                  if checkpoint_dir and self.config.train.get("checkpoint_every", 0) else 0)
     import tqdm  # pylint: disable=g-import-not-at-top
-    losses = []
-    calls = -(-steps // per_call)
-    for _ in tqdm.trange(calls, desc=desc, leave=False, unit_scale=per_call):
-      key, call_key = jax.random.split(key)
-      first = int(state.step)
-      state, metrics = multi_step(state, buffer, call_key)
-      metrics = jax.device_get(metrics)
-      self._train.check_finite(metrics, first, state)
-      losses.append(np.asarray(metrics["loss"]))
-    return state, {"train_loss": float(np.mean(np.concatenate(losses)))}
+    bar = tqdm.tqdm(total=calls * per_call, initial=progress.start_call * per_call, desc=desc,
+                    leave=False, unit="step")
+    window: list[np.ndarray] = []
+    try:
+      for call in range(progress.start_call, calls):
+        first = int(state.step)
+        state, metrics = multi_step(state, buffer, jax.random.fold_in(key, call))
+        metrics = jax.device_get(metrics)
+        self._train.check_finite(metrics, first, state)
+        losses = np.asarray(metrics["loss"], np.float64).reshape(-1)
+        progress.add(losses)
+        window.append(losses)
+        bar.update(per_call)
+        done = call + 1
+        if done % log_calls == 0 or done == calls:
+          loss = float(np.mean(np.concatenate(window)))
+          window = []
+          bar.set_postfix(loss=f"{loss:.4f}")
+          if log is not None:
+            log(done * per_call, loss)
+        if save_calls and done % save_calls == 0 and done < calls:
+          progress.save(state)
+          absl_logging.info("%s: step %d of %d, loss %.4f; checkpoint in %s", desc,
+                            done * per_call, calls * per_call, progress.mean(), checkpoint_dir)
+    finally:
+      bar.close()
+      progress.close()
+    return state, {"train_loss": progress.mean()}
 
   def sample(self, state: Any, text_ids: jax.Array, text_mask: jax.Array, lengths: jax.Array,
-             key: jax.Array) -> jax.Array:
-    """Normalised motions (B, frames, 263) for any B, in fixed-size batches."""
+             key: jax.Array, *, for_loop: bool = False) -> jax.Array:
+    """Normalised motions (B, frames, 263) for any B, in fixed-size batches.
+
+    `for_loop` samples with the loop's settings (config.loop.sampling), else with the
+    evaluation's (config.sampling).
+    """
+    generate = self.generate_loop if for_loop else self.generate
     num = lengths.shape[0]
     out = []
     for b, start in enumerate(range(0, num, self.batch_size)):
       rows = jnp.arange(start, start + self.batch_size) % num
-      motions = self.generate(state.sampling_params(),
+      motions = generate(state.sampling_params(),
                               {"ids": text_ids[rows], "mask": text_mask[rows]},
                               lengths[rows], jax.random.fold_in(key, b))
       out.append(motions[:min(self.batch_size, num - start)])
@@ -306,11 +374,94 @@ def _frame_mask(lengths: jax.Array, frames: int) -> jax.Array:
   return (jnp.arange(frames)[None, :] < jnp.asarray(lengths)[:, None]).astype(jnp.float32)
 
 
+class _FitProgress:
+  """The resumable part of a long fit: its checkpoints and the running loss sum.
+
+  `checkpoint_dir`/state holds orbax checkpoints of the train state (the newest only);
+  `checkpoint_dir`/fit.json the fit's identity (first step, steps per call, calls) and the
+  loss sum and count at the saved step. The record is written before the checkpoint, so the
+  newest checkpoint always has its losses.
+  """
+
+  def __init__(self, model: "MotionModel", checkpoint_dir: str | None, first_step: int,
+               per_call: int, calls: int):
+    self.directory = checkpoint_dir
+    self.identity = {"first_step": int(first_step), "steps_per_call": int(per_call),
+                     "calls": int(calls)}
+    self.start_call, self.loss_sum, self.loss_count = 0, 0.0, 0
+    self._model = model
+    self._checkpointer = self._open() if checkpoint_dir else None
+
+  def _open(self):
+    from selfconsume import checkpoint  # pylint: disable=g-import-not-at-top
+    return checkpoint.Checkpointer(os.path.join(self.directory, "state"), self._model.config,
+                                   self._model.vocab.size, max_to_keep=1)
+
+  @property
+  def _record_path(self) -> str:
+    return os.path.join(self.directory, "fit.json")
+
+  def resume(self, state: Any) -> Any:
+    """`state`, or the newest checkpoint of this same fit restored into it."""
+    if self._checkpointer is None:
+      return state
+    saved = self._checkpointer.latest_step()
+    if saved is None:
+      return state
+    record = outputs.read_json(self._record_path) if os.path.exists(self._record_path) else {}
+    first, per_call = self.identity["first_step"], self.identity["steps_per_call"]
+    losses = record.get("losses", {}).get(str(saved))
+    inside = first < saved < first + self.identity["calls"] * per_call
+    if (record.get("identity") != self.identity or losses is None
+        or (saved - first) % per_call or not inside):
+      absl_logging.warning("%s holds a checkpoint of another fit (step %s); starting over",
+                           self.directory, saved)
+      self._checkpointer.close()
+      shutil.rmtree(self.directory)
+      self._checkpointer = self._open()
+      return state
+    self.start_call = (saved - first) // per_call
+    self.loss_sum, self.loss_count = float(losses[0]), int(losses[1])
+    absl_logging.info("%s: resuming the fit at step %d", self.directory, saved)
+    return self._checkpointer.restore(state, saved)
+
+  def add(self, losses: np.ndarray) -> None:
+    self.loss_sum += float(np.sum(losses))
+    self.loss_count += int(losses.size)
+
+  def mean(self) -> float:
+    return self.loss_sum / max(self.loss_count, 1)
+
+  def save(self, state: Any) -> None:
+    step = int(jax.device_get(state.step))
+    outputs.write_json(self._record_path, {
+        "identity": self.identity, "losses": {str(step): [self.loss_sum, self.loss_count]}})
+    self._checkpointer.save(state)
+
+  def close(self) -> None:
+    if self._checkpointer is not None:
+      self._checkpointer.close()
+
+
+def mean_and_interval(per_motion: Mapping[str, Any]) -> dict[str, float]:
+  """{name: mean, name_ci95: 1.96 sd / sqrt(B)} of per-motion values, each (B,)."""
+  out = {}
+  for name, values in per_motion.items():
+    values = np.asarray(values, np.float64).reshape(-1)
+    out[name] = float(values.mean())
+    out[f"{name}_ci95"] = float(1.96 * values.std() / np.sqrt(max(values.size, 1)))
+  return out
+
+
 def physics_summary(joints: jax.Array, lengths: jax.Array) -> dict[str, float]:
-  """Mean float_mm, penetrate_mm, skate (and jerk) of motions (B, frames, 22, 3)."""
+  """Mean and 95% interval over motions of float_mm, penetrate_mm, skate and jerk.
+
+  Args:
+    joints: (B, frames, 22, 3) joint positions in metres.
+    lengths: (B,) valid frames.
+  """
   from selfconsume.physics import metrics as physics_metrics  # pylint: disable=g-import-not-at-top
-  values = physics_metrics.physics_metrics(joints, lengths)
-  return {name: float(np.mean(np.asarray(v))) for name, v in values.items()}
+  return mean_and_interval(physics_metrics.physics_metrics(joints, lengths))
 
 
 def corrector_params(config: ml_collections.ConfigDict) -> Any:
@@ -348,7 +499,7 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
   """The Components of experiments/humanml.py for the real motion experiment."""
   from experiments import humanml  # pylint: disable=g-import-not-at-top
   from selfconsume import evaluation  # pylint: disable=g-import-not-at-top
-  from selfconsume.models import evaluator as evaluator_lib  # pylint: disable=g-import-not-at-top
+  from selfconsume import evaluator_record  # pylint: disable=g-import-not-at-top
 
   data = load_data(config, workdir)
   write_run_files(workdir, config, data)
@@ -358,12 +509,19 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
   max_len = int(config.text.max_len)
   max_captions = max(1, max(len(c) for c in data.train.captions))
   max_captions = min(max_captions, int(config.text.get("max_captions", 8)))
-  evaluator = evaluator_lib.get_or_train_evaluator(
-      data.train, config.eval.evaluator, config.eval.evaluator_cache or None,
+  # The run's evaluator: a copy kept in the workdir and recorded in evaluator.json
+  # (fingerprint, training data, real-vs-real FID), so every number traces back to it.
+  evaluator = evaluator_record.load_or_train(
+      workdir, data.train, config.eval.evaluator, config.eval.evaluator_cache or None,
       log_dir=os.path.join(workdir, "tensorboard", "evaluator"))
   eval_config = evaluation.resolve_config(config.eval)
   eval_config.generate_batch_size = model.batch_size
+  evaluator_record.record(workdir, evaluator, data.test, eval_config)
   gamma = float(config.correction.gamma)
+  synthetic_captions = str(config.loop.synthetic_captions)
+  if synthetic_captions not in SYNTHETIC_CAPTIONS:
+    raise ConfigError(f"config.loop.synthetic_captions must be one of {SYNTHETIC_CAPTIONS}, "
+                      f"got {synthetic_captions!r}")
   # CorrectorParams, built on the first correction (importing the simulator is slow).
   physics = functools.cache(lambda: corrector_params(config))
 
@@ -394,12 +552,18 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
     rows, slots = draw_prompts(prompt_key, real, count)
     ids = real.data["text_ids"][rows, slots]
     lengths = real.data["lengths"][rows]
-    motions = model.sample(state, ids, ids > 0, lengths, sample_key)
-    text_ids = jnp.zeros((count,) + real.data["text_ids"].shape[1:], jnp.int32)
-    text_ids = text_ids.at[:, 0].set(ids)
+    motions = model.sample(state, ids, ids > 0, lengths, sample_key, for_loop=True)
+    if synthetic_captions == "all":
+      # The paper trains each synthetic motion with every caption of the real motion whose
+      # caption prompted it.
+      text_ids = real.data["text_ids"][rows]
+      num_captions = real.data["num_captions"][rows]
+    else:
+      text_ids = jnp.zeros((count,) + real.data["text_ids"].shape[1:], jnp.int32)
+      text_ids = text_ids.at[:, 0].set(ids)
+      num_captions = jnp.ones((count,), jnp.int32)
     return loop.make_buffer({"motion": motions, "lengths": lengths, "text_ids": text_ids,
-                             "text_mask": text_ids > 0,
-                             "num_captions": jnp.ones((count,), jnp.int32)})
+                             "text_mask": text_ids > 0, "num_captions": num_captions})
 
   def correct(key, buffer: loop.Buffer):
     lengths = buffer.data["lengths"]
@@ -409,12 +573,15 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
     mixed, replaced = loop.replace_with_probability(mix_key, buffer.data["motion"], fixed,
                                                     gamma)
     out = loop.Buffer(data=dict(buffer.data, motion=mixed), valid=buffer.valid)
-    metrics = {"tracking_error_m": float(np.mean(np.asarray(info["tracking_error_m"]))),
-               "fall_rate": float(np.mean(np.asarray(info["fell"], np.float32))),
-               "corrected_fraction": float(np.mean(np.asarray(replaced & usable)))}
+    per_motion = {"tracking_error_m": info["tracking_error_m"], "fall_rate": info["fell"],
+                  "corrected_fraction": replaced & usable}
+    # The fail-safe's account: resets per motion and the share of frames imitated without one.
+    for name in CORRECTION_INFO:
+      if name in info:
+        per_motion[name] = info[name]
     if "nonfinite" in info:
-      metrics["nonfinite_rate"] = float(np.mean(np.asarray(info["nonfinite"], np.float32)))
-    return out, metrics
+      per_motion["nonfinite_rate"] = info["nonfinite"]
+    return out, mean_and_interval(per_motion)
 
   def evaluate(state, key) -> dict[str, Any]:
     captured: list[tuple[np.ndarray, np.ndarray]] = []
@@ -436,12 +603,10 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
                            scores["r_precision_top3"]],
            "matching": scores["matching_score"], "diversity": scores["diversity"],
            "multimodality": scores.get("multimodality")}
-    row.update({k: physics[k] for k in ("float_mm", "penetrate_mm", "skate") if k in physics})
-    if "jerk" in physics:
-      row["jerk"] = physics["jerk"]
+    row.update(physics)
     for name, value in scores.items():
-      if name.startswith("real_") or (name.endswith("_ci95") and eval_config.num_repeats > 1):
-        row[name] = value
+      if name.startswith("real_") or name.endswith("_ci95"):
+        row[name.replace("matching_score", "matching")] = value
     return row
 
   def correction_floor(key) -> dict[str, Any]:
@@ -468,10 +633,12 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
     stack = lambda name: np.concatenate([np.asarray(i[name], np.float32) for i in infos])
     out = {name: float(scores[name]) for name in (
         "fid", "r_precision_top1", "r_precision_top2", "r_precision_top3", "matching_score",
-        "diversity", "real_fid")}
+        "diversity", "real_fid") + tuple(k for k in ("fid_ci95",) if k in scores)}
     out.update({k: physics_after[k] for k in ("float_mm", "penetrate_mm", "skate")})
     out.update(tracking_error_m=float(stack("tracking_error_m").mean()),
                fall_rate=float(stack("fell").mean()), num_samples=int(len(lengths)))
+    out.update({name: float(stack(name).mean()) for name in CORRECTION_INFO
+                if all(name in i for i in infos)})
     return out
 
   def render_prompts(state, key, path):
@@ -493,14 +660,19 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
       length = int(lengths[i])
       clips += [joints_before[i, :length], joints_after[i, :length]]
       captions += [f"sampled: {caption}", f"corrected: {caption}"]
-    _render(clips, captions, path, config)
+    _render(clips, captions, path, config, groups=[i // 2 for i in range(len(clips))])
 
-  def fit(state, buffer: loop.Buffer, key, steps: int):
+  def fit(state, buffer: loop.Buffer, key, steps: int, *, checkpoint_dir=None, log=None):
     # Every training set of size n fits in its n real + floor(max lambda * n) synthetic
     # slots; padding to that shares one compiled step between all of them.
     n = current["n"]
     extra = max(loop.num_synthetic(float(r), n) for r in config.loop.lambdas)
-    return model.fit(state, buffer, key, steps, capacity=real_buffer(n).capacity + extra)
+    if config.train.fresh_optimizer:
+      # The paper fine-tunes each generation with a new AdamW: moments and bias correction
+      # start afresh, only the weights carry over.
+      state = state.replace(opt_state=state.tx.init(state.params))
+    return model.fit(state, buffer, key, steps, capacity=real_buffer(n).capacity + extra,
+                     checkpoint_dir=checkpoint_dir, log=log)
 
   return humanml.Components(
       real_buffer=real_buffer, synthetic_buffer=synthetic_buffer, init=model.init, fit=fit,
@@ -511,11 +683,21 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
           directory, template, config, data.vocab.size),
       render_prompts=render_prompts,
       render_correction=render_correction,
-      correction_floor=correction_floor)
+      correction_floor=correction_floor, resumable_fit=True)
 
 
 def _render(clips: list[np.ndarray], captions: list[str], path: str,
-            config: ml_collections.ConfigDict) -> None:
+            config: ml_collections.ConfigDict, groups: Sequence[int] | None = None) -> None:
+  """`path`.mp4 (or .gif) of the clips side by side, and `path`.html, their interactive
+  3-D view (clips of one group overlaid: a sample and its correction)."""
   from selfconsume.motion import render  # pylint: disable=g-import-not-at-top
+  from selfconsume.motion import viewer  # pylint: disable=g-import-not-at-top
   os.makedirs(os.path.dirname(path), exist_ok=True)
   render.render_motions(clips, captions, f"{path}.{config.outputs.video_format}", fps=20)
+  group_titles = None
+  if groups is not None:
+    group_titles = [next(c.split(": ", 1)[-1] for c, g in zip(captions, groups) if g == k)
+                    for k in sorted(set(groups))]
+  viewer.write_viewer(f"{path}.html", clips, [c.split(": ", 1)[0] for c in captions]
+                      if groups is not None else captions, groups=groups,
+                      title=os.path.basename(path), group_titles=group_titles, fps=20)

@@ -7,9 +7,11 @@ summary behind (write to a temporary file in the same directory, then rename).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
+import warnings
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -35,6 +37,10 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
   try:
+    # mkstemp creates the file readable by its owner only; give it the usual permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     with os.fdopen(fd, "w") as f:
       f.write(text)
       f.flush()
@@ -81,3 +87,38 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
       except json.JSONDecodeError:
         break
   return rows
+
+
+class _DropLibraryInfo(logging.Filter):
+  """Drops records below WARNING logged from the source files of the given packages."""
+
+  def __init__(self, packages: Iterable[str]):
+    super().__init__()
+    self._parts = tuple(f"{os.sep}{p}{os.sep}" for p in packages)
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or not any(
+        part in (record.pathname or "") for part in self._parts)
+
+
+# Libraries whose INFO lines crowd the console (orbax logs ~10 lines per checkpoint through
+# absl logging; jax and MuJoCo XLA announce their backends and devices); their warnings and
+# errors still show.
+QUIET_PACKAGES = ("orbax", "jax", "matplotlib", "mujoco", "brax")
+# The deprecation notice brax's MJCF loader raises on every load (the corrector uses brax
+# only to load the humanoid; the simulation is MuJoCo XLA).
+_BRAX_NOTICE = r"Brax System, piplines and environments are not actively being maintained"
+
+
+def quiet_console(packages: Iterable[str] = QUIET_PACKAGES) -> None:
+  """Turns off library INFO logs and brax's deprecation warning; idempotent.
+
+  The filter sits on absl's logger (orbax logs through absl) and on the root logger's
+  handlers (jax logs through its own loggers, which propagate there; absl's app.run installs
+  its handler before main runs), so records from `packages` below WARNING are dropped.
+  """
+  for target in [logging.getLogger("absl")] + list(logging.getLogger().handlers):
+    if not any(isinstance(f, _DropLibraryInfo) for f in target.filters):
+      target.addFilter(_DropLibraryInfo(packages))
+  warnings.filterwarnings("ignore", message=_BRAX_NOTICE, category=UserWarning,
+                          module=r"brax\.io\.mjcf")

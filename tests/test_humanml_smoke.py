@@ -8,6 +8,7 @@ state a crash during generation 2 leaves behind, reruns, and compares.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import numpy as np
@@ -100,7 +101,14 @@ def test_sample_command_writes_arrays_and_videos_and_is_seeded(smoke_run):
     features = np.load(os.path.join(directory, "features.npy"))
     joints = np.load(os.path.join(directory, "joints.npy"))
     assert features.shape == (2, 30, 263) and joints.shape == (2, 30, 22, 3)
-    assert os.path.exists(os.path.join(directory, "sample_1.gif"))
+    # MDM's names and results.npy: its renderers find results.npy next to sampleXX_repYY.mp4.
+    assert os.path.exists(os.path.join(directory, "sample00_rep01.mp4"))
+    assert os.path.exists(os.path.join(directory, "sample00_rep01.html"))
+    results = np.load(os.path.join(directory, "results.npy"), allow_pickle=True).item()
+    assert results["motion"].shape == (2, 22, 3, 30)
+    np.testing.assert_array_equal(results["motion"][1].transpose(2, 0, 1), joints[1])
+    assert results["text"] == [prompt, prompt] and list(results["lengths"]) == [30, 30]
+    assert results["num_samples"] == 1 and results["num_repetitions"] == 2
     report = outputs.read_json(os.path.join(directory, "physics.json"))
     assert set(report["samples"][0]["physics"]) >= {"float_mm", "penetrate_mm", "skate"}
   out_b = sample_cli.sample_prompts(str(workdir), prompts[:1] + ["someone waves"],
@@ -109,6 +117,22 @@ def test_sample_command_writes_arrays_and_videos_and_is_seeded(smoke_run):
   same_a = np.load(os.path.join(out_a["prompts"][prompts[0]], "features.npy"))
   same_b = np.load(os.path.join(out_b["prompts"][prompts[0]], "features.npy"))
   np.testing.assert_array_equal(same_a, same_b)
+
+
+def test_sample_length_defaults_to_the_run_and_unknown_words_are_named(smoke_run, caplog):
+  root, workdir, _ = smoke_run
+  out = sample_cli.sample_prompts(str(workdir), ["a person walks zorbly forward"],
+                                  num_samples=1, out_dir=str(root / "samples_c"),
+                                  video_format="gif")
+  max_frames = humanml_config.get_config("smoke").data.max_frames
+  assert out["frames"] == max_frames
+  directory = out["prompts"]["a person walks zorbly forward"]
+  assert np.load(os.path.join(directory, "joints.npy")).shape[1] == max_frames
+  assert os.path.exists(os.path.join(directory, "sample00_rep00.gif"))
+  assert out["unknown_words"] == {"a person walks zorbly forward": ["zorbly"]}
+  assert "zorbly" in caplog.text
+  with pytest.raises(errors.ConfigError, match="no word the model knows"):
+    sample_cli.sample_prompts(str(workdir), ["zorbly blorp"])
 
 
 def test_sample_command_errors_name_what_exists(smoke_run):
@@ -125,3 +149,125 @@ def test_sample_command_errors_name_what_exists(smoke_run):
     sample_cli.sample_prompts(str(workdir), ["a person walks"], length_s=30.0)
   with pytest.raises(errors.CheckpointError, match="config.json"):
     sample_cli.sample_prompts(str(workdir / "plots"), ["a person walks"])
+
+
+def _table_cells(html_text):
+  """The results table's rows: (variant, kind, generation) -> {metric: value}."""
+  import html.parser  # pylint: disable=g-import-not-at-top
+
+  class Cells(html.parser.HTMLParser):
+    def __init__(self):
+      super().__init__()
+      self.rows, self.current, self.in_results = {}, None, False
+
+    def handle_starttag(self, tag, attrs):
+      attrs = dict(attrs)
+      if tag == "table":
+        self.in_results = "results" in (attrs.get("class") or "")
+      elif tag == "tr" and self.in_results and "data-variant" in attrs:
+        self.current = (attrs["data-variant"], attrs["data-kind"], int(attrs["data-generation"]))
+        self.rows[self.current] = {}
+      elif tag == "td" and self.current and "data-value" in attrs:
+        self.rows[self.current][attrs["data-metric"]] = float(attrs["data-value"])
+
+    def handle_endtag(self, tag):
+      if tag == "tr":
+        self.current = None
+
+  parser = Cells()
+  parser.feed(html_text)
+  return parser.rows
+
+
+def test_report_table_matches_metrics_jsonl(smoke_run, tmp_path):
+  from selfconsume import report  # pylint: disable=g-import-not-at-top
+  _, workdir, _ = smoke_run
+  path = workdir / "report.html"
+  assert path.exists()  # written at the end of the run
+  text = path.read_text()
+  cells = _table_cells(text)
+  rows = outputs.read_jsonl(workdir / "metrics.jsonl")
+  for variant in ("baseline", "self_consuming", "self_correcting"):
+    mine = [r for r in rows if r["variant"] == variant and r["generation"] > 0]
+    last = max(mine, key=lambda r: r["generation"])
+    best = min(mine, key=lambda r: r["fid"])
+    for kind, row in (("last", last), ("best", best)):
+      got = cells[(variant, kind, row["generation"])]
+      assert got["fid"] == row["fid"]
+      assert got["r_precision_top3"] == row["r_precision"][2]
+      assert got["float_mm"] == row["float_mm"] and got["skate"] == row["skate"]
+  gen0 = next(r for r in rows if r["generation"] == 0)
+  assert cells[("generation0", "generation 0", 0)]["fid"] == gen0["fid"]
+  # Reference lines and rows: the real data's FID and the correction floor.
+  floor = outputs.read_json(workdir / "correction_floor.json")
+  assert f'data-value="{floor["fid"]!r}"' in text
+  assert f'data-value="{gen0["real_fid"]!r}"' in text
+  assert "data:image/png;base64," in text and "interactive 3-D view" in text
+  # Videos and 3-D views are linked by paths relative to the page, and exist.
+  for link in re.findall(r'(?:src|href)="(videos/[^"]+)"', text):
+    assert (workdir / link).exists(), link
+  # Several runs (here the same run twice under two names): the aggregate over runs.
+  twin = tmp_path / "twin"
+  shutil.copytree(workdir, twin, ignore=shutil.ignore_patterns("checkpoints", "evaluator"))
+  both = report.write_report([str(workdir), str(twin)], str(tmp_path / "both.html"))
+  both_text = open(both).read()
+  assert 'class="aggregate"' in both_text and "Over 2 runs" in both_text
+
+
+def _tensorboard_scalars(directory):
+  """tag -> [(step, value)] of the tensorboardX event files under `directory`."""
+  import struct  # pylint: disable=g-import-not-at-top
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  scalars = {}
+  for root, _, files in os.walk(directory):
+    for name in files:
+      if not name.startswith("events.out"):
+        continue
+      data = open(os.path.join(root, name), "rb").read()
+      i = 0
+      while i < len(data):
+        size = struct.unpack("<Q", data[i:i + 8])[0]
+        event = event_pb2.Event.FromString(data[i + 12:i + 12 + size])
+        i += 12 + size + 4
+        for value in event.summary.value:
+          scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+  return scalars
+
+
+def test_tensorboard_tags_are_metric_over_variant_by_generation(smoke_run):
+  _, workdir, _ = smoke_run
+  scalars = _tensorboard_scalars(workdir / "tensorboard" / "n8_lambda1")
+  for variant in ("baseline", "self_consuming", "self_correcting"):
+    assert sorted(step for step, _ in scalars[f"fid/{variant}"]) == [0, 1, 2]
+    assert scalars[f"fit_loss/{variant}"]
+  rows = outputs.read_jsonl(workdir / "metrics.jsonl")
+  last = next(r for r in rows if r["variant"] == "self_correcting" and r["generation"] == 2)
+  assert dict(scalars["fid/self_correcting"])[2] == pytest.approx(last["fid"], rel=1e-6)
+  for tag in scalars:
+    assert tag.split("/")[0] not in ("generation", "lambda", "n", "seed"), tag
+    assert not tag.startswith("real_") and "_ci95" not in tag, tag
+
+
+def test_evaluate_command_reproduces_a_row_and_refuses_another_evaluator(smoke_run, tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from experiments import evaluate  # pylint: disable=g-import-not-at-top
+  _, workdir, _ = smoke_run
+  record = outputs.read_json(workdir / "evaluator.json")
+  assert {"fingerprint", "data_fingerprint", "real_fid"} <= set(record)
+  result = evaluate.evaluate_checkpoint(str(workdir), variant="self_consuming", generation="1")
+  recorded = result["recorded"]
+  assert recorded["generation"] == 1 and result["reproduces_run"]
+  assert result["metrics"]["fid"] == pytest.approx(recorded["fid"], rel=1e-5)
+  assert result["metrics"]["r_precision"] == pytest.approx(recorded["r_precision"])
+  assert os.path.exists(result["path"])
+  # A workdir whose record names another evaluator: one line on stderr, exit code 2.
+  other = tmp_path / "other"
+  shutil.copytree(workdir, other, ignore=shutil.ignore_patterns("videos", "tensorboard"))
+  outputs.write_json(other / "evaluator.json", dict(record, fingerprint="0" * 16))
+  done = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--workdir={other}"],
+                        capture_output=True, text=True, cwd=os.path.dirname(
+                            os.path.dirname(os.path.abspath(__file__))), timeout=300)
+  assert done.returncode == 2, done.stderr
+  errors_lines = [l for l in done.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors_lines) == 1 and "evaluator" in errors_lines[0] and "Traceback" not in done.stderr

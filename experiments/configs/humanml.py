@@ -11,6 +11,8 @@ Presets:
   smoke   a few short motions, a tiny MDM, 2 generations of a few steps: minutes, for tests.
   paper   n in {64, 128, 256, 2794}, lambda in {0.25, 0.5, 0.75, 1.0}, 50 generations, the
           paper's MDM (8 layers, latent 512) and step counts (GPU/TPU).
+  paper_check  the paper's shapes (MDM, 196 frames, batch 64, corrector chunk 256) for one
+          generation at n = 256 with a few steps: run it on a CPU before accelerator hours.
 
 Sweeps: `loop.sizes` (n) and `loop.lambdas` are tuples; `train.gen0_steps` and
 `train.generation_steps` hold one step count per size (the paper trains longer for larger n).
@@ -37,7 +39,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict()
   config.data.root = ""                 # '' -> build the procedural corpus in corpus_dir
   config.data.corpus_dir = ""           # '' -> <workdir>/corpus
-  config.data.corpus_size = 600         # motions in the procedural corpus (all splits)
+  # Motions in the procedural corpus (all splits): 1600 gives a 240-motion test split, the
+  # whole of which every generation is scored on (the paper: its subset's 546).
+  config.data.corpus_size = 1600
   config.data.corpus_seed = 0
   config.data.subset_ids = ""           # file of training ids (the paper's n-subsets)
   config.data.min_frames = 40
@@ -63,6 +67,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.diffusion.num_steps = 1000
   config.diffusion.prediction = "x0"
 
+  # Sampling for evaluation, videos and experiments/sample.py (MDM's evaluation samples
+  # with guidance 2.5). The loop's synthetic data has its own settings: loop.sampling.
   config.sampling = ml_collections.ConfigDict()
   config.sampling.method = "ddim"
   config.sampling.num_steps = 25        # respaced DDIM steps (MDM samples with all 1000)
@@ -74,10 +80,19 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.train.learning_rate = 1e-4
   config.train.weight_decay = 0.0
   config.train.grad_clip = 1.0
-  config.train.gen0_steps = (1500,)     # one per entry of loop.sizes
+  # One step count per entry of loop.sizes. Generation 0: 3000 steps = 1500 epochs of the
+  # 64 motions (the paper: 5000 x 64 = 5000 epochs); each later generation 75 epochs of
+  # real + synthetic (the paper: 1000 x 64 / 128 = 500). What fits 30 minutes of this CPU.
+  config.train.gen0_steps = (3000,)
   config.train.generation_steps = (300,)
+  # Each later generation fine-tunes the previous weights with a new AdamW (the paper's
+  # code builds a fresh optimizer per generation); False carries the moments over.
+  config.train.fresh_optimizer = True
   config.train.steps_per_call = 50      # optimizer steps fused into one jitted call
-  config.train.log_every = 50
+  config.train.log_every = 50           # steps between fit-loss points (TensorBoard, bar)
+  # Steps between checkpoints inside one fit (rounded to whole calls; 0 = none): a fit
+  # killed midway resumes from its last checkpoint with the same result.
+  config.train.checkpoint_every = 1000
   config.train.multi_host = False       # jax.distributed.initialize() before the run
 
   # The loop. Variants: baseline (real only), self_consuming, self_correcting.
@@ -87,6 +102,18 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.loop.variants = ("baseline", "self_consuming", "self_correcting")
   config.loop.generations = 5           # generations after generation 0
   config.loop.sample_batch_size = 64    # motions per jitted sampling call (also evaluation)
+  # How the loop samples its synthetic motions. The paper: 1000-step ancestral sampling and,
+  # in effect, no classifier-free guidance (guidance = 1). 100 respaced ancestral steps cost a
+  # tenth on the CPU (the paper preset uses 1000).
+  config.loop.sampling = ml_collections.ConfigDict()
+  config.loop.sampling.method = "ddpm"
+  config.loop.sampling.num_steps = 100
+  config.loop.sampling.guidance = 1.0
+  config.loop.sampling.eta = 0.0
+  # A synthetic motion is trained with 'all' captions of the real motion whose caption
+  # prompted it (the paper) or with that 'prompt' only. Synthetic motions are replaced
+  # every generation (the paper), never accumulated.
+  config.loop.synthetic_captions = "all"
 
   # Physics correction: each synthetic motion replaced by its corrected version with
   # probability gamma / (1 + gamma); the paper corrects every motion (gamma = inf).
@@ -101,18 +128,18 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
   # Evaluation after every generation on fixed test prompts (selfconsume/evaluation.py)
   # with a frozen evaluator trained once per dataset (selfconsume/models/evaluator.py).
+  # The paper scores every generation on its whole test split, multimodality off. 256
+  # prompts (the whole 240-motion test split of the default corpus) with bootstrap intervals.
   config.eval = evaluation.default_config()
-  config.eval.num_samples = 64
-  config.eval.multimodality_prompts = 4
-  config.eval.multimodality_samples = 4
-  config.eval.multimodality_pairs = 4
+  config.eval.num_samples = 256
+  config.eval.multimodality_prompts = 0
   config.eval.evaluator = evaluator.default_config()
   config.eval.evaluator_cache = ""      # '' -> ~/.cache/selfconsume/evaluators
 
   # What a run writes besides metrics.jsonl / summary.json / checkpoints.
   config.outputs = ml_collections.ConfigDict()
   config.outputs.videos = True
-  config.outputs.video_format = "gif"
+  config.outputs.video_format = "mp4"   # 'mp4' (H.264 via imageio-ffmpeg) or 'gif'
   config.outputs.video_prompts = (
       "a person walks forward",
       "a person jumps in place",
@@ -121,9 +148,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.outputs.video_frames = 80      # 4 s at 20 fps (capped at data.max_frames)
   config.outputs.correction_videos = 2  # synthetic motions shown before vs after correction
   config.outputs.plots = True
+  config.outputs.report = True          # report.html at the end of the run
   config.outputs.keep_checkpoints = -1  # per variant; -1 keeps every generation
 
-  return apply_preset(config, arg, {"smoke": _smoke, "paper": _paper})
+  return apply_preset(config, arg, {"smoke": _smoke, "paper": _paper,
+                                    "paper_check": _paper_check})
 
 
 def _smoke(config: ml_collections.ConfigDict) -> None:
@@ -137,11 +166,13 @@ def _smoke(config: ml_collections.ConfigDict) -> None:
   config.model.ff_dim = 64
   config.diffusion.num_steps = 100
   config.sampling.num_steps = 5
+  config.loop.sampling.num_steps = 5
   config.train.batch_size = 8
   config.train.gen0_steps = (20,)
   config.train.generation_steps = (10,)
   config.train.steps_per_call = 10
   config.train.log_every = 10
+  config.train.checkpoint_every = 10
   config.loop.sizes = (8,)
   config.loop.generations = 2
   config.loop.sample_batch_size = 8
@@ -152,6 +183,7 @@ def _smoke(config: ml_collections.ConfigDict) -> None:
   config.eval.multimodality_prompts = 2
   config.eval.multimodality_samples = 2
   config.eval.multimodality_pairs = 2
+  config.eval.bootstrap_samples = 20
   config.eval.evaluator = evaluator.smoke_config()
   config.eval.evaluator.num_steps = 40
   config.outputs.video_prompts = ("a person walks forward",)
@@ -174,5 +206,45 @@ def _paper(config: ml_collections.ConfigDict) -> None:
   config.loop.lambdas = (0.25, 0.5, 0.75, 1.0)
   config.loop.generations = 50
   config.loop.sample_batch_size = 64
+  config.train.steps_per_call = 100
+  config.train.log_every = 1000
+  config.train.checkpoint_every = 5000
+  # Motions simulated per compiled call of the corrector: an accelerator runs a chunk of
+  # 256 humanoids at once (the CPU default of 8 keeps a 2-core machine's memory low).
+  config.correction.physics.max_batch = 256
+  config.loop.sampling.num_steps = 1000
   config.eval.update(evaluation.paper_config())
+  # The paper scores each generation once, on the subset's whole test split (546 motions),
+  # without multimodality.
+  config.eval.num_samples = 1024
+  config.eval.num_repeats = 1
+  config.eval.multimodality_prompts = 0
   config.outputs.keep_checkpoints = 3
+
+
+def _paper_check(config: ml_collections.ConfigDict) -> None:
+  """The paper preset's shapes with its step counts cut to a few: a CPU check to run before
+  spending accelerator hours. One generation at n = 256, lambda = 1 (so the corrector runs
+  one full chunk of 256), the paper's MDM, frames, batch, sampling and corrector chunk; a
+  shape or memory bug shows here. Step counts, sampling steps, the evaluator's training and
+  the evaluation's repeats are cut, so its numbers mean nothing.
+  """
+  _paper(config)
+  config.loop.sizes = (256,)
+  config.loop.lambdas = (1.0,)
+  config.loop.generations = 1
+  config.train.gen0_steps = (4,)
+  config.train.generation_steps = (2,)
+  config.train.steps_per_call = 2
+  config.train.log_every = 2
+  config.train.checkpoint_every = 2     # one checkpoint of the full-size state mid-fit
+  config.sampling.num_steps = 2
+  config.loop.sampling.num_steps = 2
+  config.eval.num_samples = 64
+  config.eval.num_repeats = 1
+  config.eval.multimodality_prompts = 2
+  config.eval.multimodality_samples = 2
+  config.eval.multimodality_pairs = 1
+  config.eval.evaluator.num_steps = 20
+  config.eval.evaluator.warmup_steps = 5
+  config.outputs.keep_checkpoints = -1

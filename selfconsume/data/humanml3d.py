@@ -101,13 +101,21 @@ def _parse_time(value: str, path: str, lineno: int) -> float:
   return 0.0 if math.isnan(t) else t
 
 
+def _text_lines(f, path: str) -> list[str]:
+  """The lines of a text file opened as UTF-8; DataError naming the file if it is not."""
+  try:
+    return f.readlines()
+  except UnicodeDecodeError as e:
+    raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+
 def read_captions(path: str) -> list[CaptionLine]:
   """Parses a HumanML3D texts/ID.txt file; raises DataError if missing or without captions."""
   if not os.path.isfile(path):
     raise DataError(f"{path}: caption file is missing (expected texts/<id>.txt)")
   lines = []
   with open(path, encoding="utf-8") as f:
-    for lineno, raw in enumerate(f, 1):
+    for lineno, raw in enumerate(_text_lines(f, path), 1):
       raw = raw.strip()
       if not raw:
         continue
@@ -131,7 +139,7 @@ def read_split(root: str, split: str) -> list[str]:
   if not os.path.isfile(path):
     raise DataError(f"{path}: split file is missing")
   with open(path, encoding="utf-8") as f:
-    ids = [line.strip() for line in f if line.strip()]
+    ids = [line.strip() for line in _text_lines(f, path) if line.strip()]
   if not ids:
     raise DataError(f"{path}: split file lists no motion ids")
   return ids
@@ -159,7 +167,10 @@ def read_statistics(root: str) -> tuple[np.ndarray, np.ndarray]:
     path = os.path.join(root, name)
     if not os.path.isfile(path):
       raise DataError(f"{path}: normalisation statistics are missing")
-    value = np.load(path)
+    try:
+      value = np.load(path)
+    except (ValueError, OSError, EOFError) as e:
+      raise DataError(f"{path}: not a readable .npy array ({e})") from None
     if value.shape != (FEATURE_DIM,):
       raise DataError(f"{path}: expected shape ({FEATURE_DIM},), got {value.shape}")
     if not np.isfinite(value).all():
@@ -176,7 +187,7 @@ def _read_subset_ids(subset_ids: str | Sequence[str]) -> list[str]:
     if not os.path.isfile(path):
       raise DataError(f"{path}: subset id file is missing")
     with open(path, encoding="utf-8") as f:
-      ids = [line.strip() for line in f if line.strip()]
+      ids = [line.strip() for line in _text_lines(f, path) if line.strip()]
     if not ids:
       raise DataError(f"{path}: subset id file lists no ids")
     return ids

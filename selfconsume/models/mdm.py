@@ -218,18 +218,20 @@ def schedule_from_config(config: ml_collections.ConfigDict) -> Schedule:
                        d.get("beta_end", 0.02))
 
 
-def make_generate_fn(model: MDM, config: ml_collections.ConfigDict, max_frames: int
+def make_generate_fn(model: MDM, config: ml_collections.ConfigDict, max_frames: int,
+                     sampling_config: ml_collections.ConfigDict | None = None
                      ) -> Callable[..., jnp.ndarray]:
   """Returns a jitted generate(params, text, lengths, key) -> normalised motions.
 
   generate(params, text, lengths (B,) int32, key) -> (B, max_frames, feature_dim): samples of
-  `config.sampling` (method 'ddim'|'ddpm', num_steps respaced steps, eta, guidance scale)
+  `sampling_config` (default `config.sampling`: method 'ddim'|'ddpm', num_steps respaced
+  steps, eta, guidance scale; guidance 1 is plain conditional sampling, no CFG)
   from the `config.diffusion` schedule, frames >= length zeroed; `text` as in MDM.__call__
   (e.g. {'ids': (B, L), 'mask': (B, L)}). The conditional and unconditional predictions share
   one forward pass over a doubled batch. Compiles once per batch size.
   """
   schedule = schedule_from_config(config)
-  s = config.sampling
+  s = config.sampling if sampling_config is None else sampling_config
   scale = float(s.guidance)
   prediction = config.diffusion.get("prediction", "x0")
 

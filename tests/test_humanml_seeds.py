@@ -1,0 +1,64 @@
+"""The seeds benchmark's statistics: intervals over seeds, the claims, the noise summaries."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from benchmarks import humanml_seeds
+
+
+def _runs(fids):
+  """per_seed rows: seed -> variant -> generation -> metrics, FID from `fids[seed][variant]`."""
+  out = {}
+  for seed, by_variant in fids.items():
+    out[seed] = {}
+    for variant, curve in by_variant.items():
+      out[seed][variant] = {g: {"fid": f, "float_mm": 5.0 + g, "penetrate_mm": 1.0,
+                                "skate": 0.1} for g, f in enumerate(curve)}
+  return out
+
+
+def test_t_interval_uses_student_t():
+  mean, half = humanml_seeds.t_interval([1.0, 2.0, 3.0])
+  assert mean == pytest.approx(2.0)
+  assert half == pytest.approx(stats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3))
+  assert humanml_seeds.t_interval([4.0]) == (4.0, 0.0)
+
+
+def test_aggregate_means_over_seeds_per_generation():
+  per_seed = _runs({0: {"baseline": [1.0, 0.8], "self_consuming": [1.0, 1.2],
+                        "self_correcting": [1.0, 0.9]},
+                    1: {"baseline": [1.2, 0.6], "self_consuming": [1.2, 1.6],
+                        "self_correcting": [1.2, 1.1]}})
+  rows = humanml_seeds.aggregate(per_seed, n=64, ratio=1.0)
+  last = {r["variant"]: r for r in rows if r["generation"] == 1}
+  assert last["self_consuming"]["fid"] == pytest.approx(1.4)
+  assert last["self_consuming"]["fid_ci95"] == pytest.approx(
+      stats.t.ppf(0.975, 1) * np.std([1.2, 1.6], ddof=1) / np.sqrt(2))
+  assert last["baseline"]["lambda"] == 0.0 and last["self_correcting"]["lambda"] == 1.0
+  assert "resets" not in last["self_correcting"]   # a metric no seed has is left out
+
+
+def test_claims_and_run_noise():
+  per_seed = _runs({0: {"baseline": [1.0, 0.8, 0.7, 0.9], "self_consuming": [1.0, 1.2, 1.3, 1.4],
+                        "self_correcting": [1.0, 0.9, 1.5, 1.5]}})
+  last = {v: per_seed[0][v][3] for v in humanml_seeds.VARIANTS}
+  held = humanml_seeds.claims(last)
+  assert held["consuming_fid_above_baseline"]
+  assert not held["correcting_fid_below_consuming"]
+  assert held["correcting_float_mm_no_worse"]          # equal counts as no worse
+  noise = humanml_seeds.run_noise(per_seed, 3)
+  # Baseline's changes between generations 1 -> 2 -> 3: -0.1, +0.2.
+  assert noise["baseline_generation_to_generation_fid_sd"] == pytest.approx(
+      np.std([-0.1, 0.2], ddof=1))
+
+
+def test_markdown_table_lists_generation0_and_the_last_generation():
+  per_seed = _runs({s: {"baseline": [1.0, 0.8], "self_consuming": [1.0, 1.2],
+                        "self_correcting": [1.0, 0.9]} for s in (0, 1)})
+  rows = humanml_seeds.aggregate(per_seed, n=64, ratio=1.0)
+  text = humanml_seeds.markdown(rows, {"consuming_fid_above_baseline": 2}, [0, 1], 1)
+  body = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+  assert [line.split("|")[1].strip() for line in body[1:]] == [
+      "generation 0", "baseline", "self_consuming", "self_correcting"]
+  assert "1.200 +- 0.000" in text
