@@ -160,7 +160,8 @@ def markdown(rows: Sequence[Mapping[str, Any]], held: Mapping[str, int], seeds: 
   """The last-generation table and the claims, as in the README."""
   columns = ("fid", "r_precision_top3", "float_mm", "penetrate_mm", "skate",
              "tracking_error_m", "imitated_fraction")
-  lines = [f"Seeds {', '.join(map(str, seeds))}; mean +- 95% interval over seeds (t).", "",
+  lines = [f"Seeds {', '.join(map(str, seeds))}; mean +- 95% interval over seeds (t)"
+           " where there are several.", "",
            "| | generation | " + " | ".join(columns) + " |",
            "| --- | --- |" + " --- |" * len(columns)]
   for row in rows:
@@ -168,7 +169,9 @@ def markdown(rows: Sequence[Mapping[str, Any]], held: Mapping[str, int], seeds: 
         row["generation"] == 0 and row["variant"] != "baseline"):
       continue
     name = "generation 0" if row["generation"] == 0 else row["variant"]
-    cells = [f"{row[c]:.3f} +- {row[c + '_ci95']:.3f}" if c in row else "" for c in columns]
+    # One seed has no interval over seeds: its value alone.
+    cells = ["" if c not in row else f"{row[c]:.3f}" if len(seeds) < 2
+             else f"{row[c]:.3f} +- {row[c + '_ci95']:.3f}" for c in columns]
     lines.append(f"| {name} | {row['generation']} | " + " | ".join(cells) + " |")
   lines += ["", "Claims held (of %d seeds): " % len(seeds)
             + ", ".join(f"{k} {v}" for k, v in held.items())]

@@ -626,11 +626,14 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
     floor_config.multimodality_prompts = 0  # real motions have one version per caption
     floor_config.num_repeats = 1
     scores = evaluation.evaluate(generate_fn, data.test, evaluator, key, floor_config)
-    motions = np.concatenate([m for m, _ in corrected])
-    lengths = np.concatenate([l for _, l in corrected])
+    # The last batch is padded by repeating prompts: keep one motion per prompt.
+    num = int(scores["num_samples"])
+    motions = np.concatenate([m for m, _ in corrected])[:num]
+    lengths = np.concatenate([l for _, l in corrected])[:num]
     physics_after = physics_summary(model.joints(jnp.asarray(motions), jnp.asarray(lengths)),
                                     jnp.asarray(lengths))
-    stack = lambda name: np.concatenate([np.asarray(i[name], np.float32) for i in infos])
+    stack = lambda name: np.concatenate(
+        [np.asarray(i[name], np.float32) for i in infos])[:num]
     out = {name: float(scores[name]) for name in (
         "fid", "r_precision_top1", "r_precision_top2", "r_precision_top3", "matching_score",
         "diversity", "real_fid") + tuple(k for k in ("fid_ci95",) if k in scores)}

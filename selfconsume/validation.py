@@ -386,14 +386,6 @@ def humanml(config: ml_collections.ConfigDict) -> None:
     _choice(config, "loop.synthetic_captions", ("all", "prompt"))
   if _has(config, "train.checkpoint_every"):
     _integer(config, "train.checkpoint_every", 0, what=" (0 = no checkpoints inside a fit)")
-  if _has(config, "loop.sampling"):
-    _choice(config, "loop.sampling.method", sampling.METHODS)
-    _integer(config, "loop.sampling.num_steps", 1, diffusion_steps,
-             what=" (at most diffusion.num_steps)")
-    _number(config, "loop.sampling.guidance")
-    _number(config, "loop.sampling.eta", 0.0)
-  if _has(config, "loop.synthetic_captions"):
-    _choice(config, "loop.synthetic_captions", ("all", "prompt"))
 
   _gamma(config, "correction.gamma")
   if _has(config, "correction.physics"):
