@@ -198,21 +198,20 @@ def main() -> None:
   params = params_lib.CorrectorParams()
   joints, own_frames, groups = _motions(args.motions, args.frames, args.seed)
   lengths = jnp.full((args.motions,), args.frames, jnp.int32)
-  key = jax.random.PRNGKey(0)
   motion_seconds = args.motions * args.frames / params.fps
 
   start = time.perf_counter()
-  out, info = corrector.correct_joints(key, joints, lengths, params)
+  out, info = corrector.correct_joints(joints, lengths, params)
   jax.block_until_ready(out)
   first = time.perf_counter() - start
   start = time.perf_counter()
-  out, info = corrector.correct_joints(key, joints, lengths, params)
+  out, info = corrector.correct_joints(joints, lengths, params)
   jax.block_until_ready(out)
   steady = time.perf_counter() - start
   realtime = motion_seconds / steady
 
   refined_params = dataclasses.replace(params, refine_iterations=args.refine_iterations)
-  _, refined = corrector.correct_joints(key, joints, lengths, refined_params)
+  _, refined = corrector.correct_joints(joints, lengths, refined_params)
   gradient = {}
   if args.gradient_steps:
     # Gradient refinement costs ~10 plain rollouts: run it on the first few motions and
@@ -221,7 +220,7 @@ def main() -> None:
     gradient_params = dataclasses.replace(params, refine_method="gradient",
                                           refine_iterations=args.gradient_steps)
     start = time.perf_counter()
-    _, info_gradient = corrector.correct_joints(key, joints[:g], lengths[:g], gradient_params)
+    _, info_gradient = corrector.correct_joints(joints[:g], lengths[:g], gradient_params)
     jax.block_until_ready(info_gradient)
     gradient = {
         "gradient_motions": g, "gradient_steps": args.gradient_steps,

@@ -44,6 +44,7 @@ from experiments.configs import humanml as humanml_config
 from selfconsume import loop_plots
 from selfconsume import motion_loop
 from selfconsume import outputs
+from selfconsume import sweep
 
 VARIANTS = ("baseline", "self_consuming", "self_correcting")
 METRICS = ("fid", "r_precision_top3", "matching", "diversity", "float_mm", "penetrate_mm",
@@ -86,7 +87,7 @@ def seed_rows(workdir: str, n: int, ratio: float) -> dict[str, dict[int, dict[st
       continue
     if row["variant"] != "baseline" and row["lambda"] != ratio:
       continue
-    out.setdefault(row["variant"], {})[int(row["generation"])] = humanml.flat_metrics(row)
+    out.setdefault(row["variant"], {})[int(row["generation"])] = sweep.flat_metrics(row)
   return out
 
 
@@ -123,7 +124,7 @@ def evaluation_noise(config, workdir: str, n: int, generation: int, repeats: int
                      ) -> dict[str, Any]:
   """One checkpoint (baseline, `generation`) scored with other keys and other prompt draws."""
   results: dict[str, list[float]] = {"keys": [], "prompt_sets": []}
-  directory = humanml.generation_dir(humanml.run_dir(workdir, n, 0.0, "baseline"), generation)
+  directory = sweep.generation_dir(sweep.run_dir(workdir, n, 0.0, "baseline"), generation)
   for kind in results:
     for r in range(repeats):
       run_config = config.copy_and_resolve_references()
@@ -132,8 +133,8 @@ def evaluation_noise(config, workdir: str, n: int, generation: int, repeats: int
       components = motion_loop.build_components(run_config, workdir)
       state = components.restore(os.path.join(directory, "state"),
                                  components.init(jax.random.PRNGKey(0)))
-      key = (jax.random.fold_in(humanml.evaluation_key(int(config.seed)), 1 + r)
-             if kind == "keys" else humanml.evaluation_key(int(config.seed)))
+      key = (jax.random.fold_in(sweep.evaluation_key(int(config.seed)), 1 + r)
+             if kind == "keys" else sweep.evaluation_key(int(config.seed)))
       results[kind].append(float(components.evaluate(state, key)["fid"]))
   summary = {"checkpoint": f"baseline generation {generation}"}
   for kind, values in results.items():

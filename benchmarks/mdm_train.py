@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from experiments.configs import humanml as humanml_config
 from selfconsume import train
 from selfconsume.models import mdm
 
@@ -40,7 +41,7 @@ VOCAB, TEXT_LEN = 200, 20
 
 def make_config(preset: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.model = mdm.model_config(preset)
+  c.model = humanml_config.get_config(preset).model
   c.diffusion = ml_collections.ConfigDict(dict(schedule="cosine", num_steps=1000,
                                                prediction="x0"))
   c.train = ml_collections.ConfigDict(dict(learning_rate=1e-4, grad_clip=1.0,

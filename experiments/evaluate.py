@@ -28,7 +28,10 @@ from experiments import run as run_lib
 from experiments import sample as sample_cli
 from selfconsume import errors
 from selfconsume import evaluator_record
+from selfconsume import motion_loop
 from selfconsume import outputs
+from selfconsume import sweep
+from selfconsume.models import evaluator as evaluator_lib
 
 # The metrics printed, in order (a row holds more; the JSON file has all).
 PRINTED = ("fid", "r_precision", "matching", "diversity", "multimodality", "float_mm",
@@ -56,7 +59,6 @@ def find_evaluator(workdir: str, config: Any) -> tuple[str, dict[str, Any]]:
     CheckpointError: no record, no evaluator to be found, or one whose fingerprint or
       training data differs from the record.
   """
-  from selfconsume.models import evaluator as evaluator_lib  # pylint: disable=g-import-not-at-top
   record = evaluator_record.read_record(workdir)
   if record is None:
     raise errors.CheckpointError(
@@ -86,8 +88,6 @@ def evaluate_checkpoint(workdir: str, *, variant: str = "self_correcting",
      'evaluator' (the record), 'metrics' (the row's metrics), 'recorded' (the run's row for
      that checkpoint, or None), 'reproduces_run' (whether seed and prompts are the run's)}.
   """
-  from experiments import humanml  # pylint: disable=g-import-not-at-top
-  from selfconsume import motion_loop  # pylint: disable=g-import-not-at-top
   config = sample_cli.load_run_config(workdir)
   state_dir, number = sample_cli.checkpoint_dir(workdir, config, variant, generation, n,
                                                 synthetic_ratio)
@@ -102,10 +102,10 @@ def evaluate_checkpoint(workdir: str, *, variant: str = "self_correcting",
   ratio = float(config.loop.lambdas[0]) if synthetic_ratio is None else float(synthetic_ratio)
   components = motion_loop.build_components(config, workdir)
   try:
-    template = components.init(humanml.generation_key(int(config.seed), n, 0.0,
+    template = components.init(sweep.generation_key(int(config.seed), n, 0.0,
                                                       "generation0", 0))
     state = components.restore(state_dir, template)
-    row = components.evaluate(state, humanml.evaluation_key(seed))
+    row = components.evaluate(state, sweep.evaluation_key(seed))
   finally:
     if components.close is not None:
       components.close()

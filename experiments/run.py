@@ -27,6 +27,7 @@ import traceback
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 from ml_collections import config_flags
 
 from selfconsume import errors
@@ -65,7 +66,6 @@ def enable_compilation_cache() -> None:
   directory = os.environ.get(
       "SELFCONSUME_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "selfconsume", "jax"))
   if directory:
-    import jax  # pylint: disable=g-import-not-at-top
     jax.config.update("jax_compilation_cache_dir", directory)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 

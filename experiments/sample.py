@@ -41,7 +41,13 @@ import ml_collections
 import numpy as np
 
 from selfconsume import errors
+from selfconsume import motion_loop
 from selfconsume import outputs
+from selfconsume import sweep
+from selfconsume.data import text as text_lib
+from selfconsume.motion import render
+from selfconsume.motion import viewer
+from selfconsume.physics import metrics as physics_metrics
 
 FPS = 20
 VIDEO_FORMATS = ("mp4", "gif")
@@ -95,7 +101,6 @@ def checkpoint_dir(workdir: str, config: ml_collections.ConfigDict, variant: str
 
   Raises CheckpointError that lists what exists when the variant or generation is unknown.
   """
-  from experiments import humanml  # pylint: disable=g-import-not-at-top
   sizes = [int(s) for s in config.loop.sizes]
   n = sizes[0] if n is None else n
   if n not in sizes:
@@ -107,19 +112,19 @@ def checkpoint_dir(workdir: str, config: ml_collections.ConfigDict, variant: str
   known = ["generation0"] + list(config.loop.variants)
   if variant not in known:
     raise errors.CheckpointError(f"unknown variant {variant!r}; this run has {known}")
-  gen0 = humanml.generation_dir(humanml.run_dir(workdir, n, None, None), 0)
+  gen0 = sweep.generation_dir(sweep.run_dir(workdir, n, None, None), 0)
   runs = {"generation0": None}
   finished = {}
   if os.path.exists(os.path.join(gen0, "row.json")):
     finished["generation0"] = [0]
   for v in config.loop.variants:
-    directory = humanml.run_dir(workdir, n, ratio, v)
+    directory = sweep.run_dir(workdir, n, ratio, v)
     runs[v] = directory
-    gens = humanml.finished_generations(directory)
+    gens = sweep.finished_generations(directory)
     if finished.get("generation0"):
       gens = [0] + gens
     finished[v] = [g for g in gens
-                   if g == 0 or os.path.isdir(os.path.join(humanml.generation_dir(directory, g),
+                   if g == 0 or os.path.isdir(os.path.join(sweep.generation_dir(directory, g),
                                                            "state"))]
   available = finished.get(variant, [])
   if not available:
@@ -140,7 +145,7 @@ def checkpoint_dir(workdir: str, config: ml_collections.ConfigDict, variant: str
                                    f"generations with checkpoints: {available}")
   if number == 0:
     return os.path.join(gen0, "state"), 0
-  return os.path.join(humanml.generation_dir(runs[variant], number), "state"), number
+  return os.path.join(sweep.generation_dir(runs[variant], number), "state"), number
 
 
 def check_prompts(prompts: Sequence[str], max_len: int, vocab: Any = None
@@ -151,7 +156,6 @@ def check_prompts(prompts: Sequence[str], max_len: int, vocab: Any = None
   is named in a warning. A prompt of unknown words only would condition on nothing, so it
   is a ConfigError, as are empty and too long prompts.
   """
-  from selfconsume.data import text as text_lib  # pylint: disable=g-import-not-at-top
   out, unknown = [], {}
   for i, prompt in enumerate(prompts):
     prompt = prompt.strip()
@@ -217,8 +221,6 @@ def sample_prompts(workdir: str, prompts: Sequence[str], *, variant: str = "self
     {'generation': int, 'checkpoint': str, 'frames': int, 'prompts': {prompt: output
     directory}, 'unknown_words': {prompt: [words]}}.
   """
-  from selfconsume import motion_loop  # pylint: disable=g-import-not-at-top
-  from selfconsume.data import text as text_lib  # pylint: disable=g-import-not-at-top
   config = load_run_config(workdir)
   if video_format not in VIDEO_FORMATS:
     raise errors.ConfigError(f"--video_format must be one of {VIDEO_FORMATS}, got "
@@ -244,7 +246,7 @@ def sample_prompts(workdir: str, prompts: Sequence[str], *, variant: str = "self
   captions = [p for p in prompts for _ in range(num_samples)]
   lengths = np.full((len(captions),), frames, np.int32)
   key = jax.random.PRNGKey(seed)
-  sample_key, correct_key = jax.random.split(key)
+  sample_key, _ = jax.random.split(key)  # the second half once keyed the correction
   motions = model.sample_captions(state, captions, lengths, sample_key)
   jl = jnp.asarray(lengths)
   raw = np.asarray(model.denormalize(motions, jl))[:, :frames]
@@ -254,15 +256,13 @@ def sample_prompts(workdir: str, prompts: Sequence[str], *, variant: str = "self
   info = None
   if correct:
     fixed, usable, info = motion_loop.correct_motions(
-        model, motion_loop.corrector_params(config), correct_key, motions, jl)
+        model, motion_loop.corrector_params(config), motions, jl)
     fixed_raw = np.asarray(model.denormalize(fixed, jl))[:, :frames]
     fixed_joints = np.asarray(model.joints(fixed, jl))[:, :frames]
     fixed_physics = _physics_rows(fixed_joints, lengths)
     info = {k: np.asarray(v) for k, v in info.items()}
     info["usable"] = np.asarray(usable)
 
-  from selfconsume.motion import render  # pylint: disable=g-import-not-at-top
-  from selfconsume.motion import viewer  # pylint: disable=g-import-not-at-top
   out_dir = out_dir or os.path.join(workdir, "samples")
   written = {}
   used = set()
@@ -310,7 +310,6 @@ def sample_prompts(workdir: str, prompts: Sequence[str], *, variant: str = "self
 
 
 def _physics_rows(joints: np.ndarray, lengths: np.ndarray) -> list[dict[str, float]]:
-  from selfconsume.physics import metrics as physics_metrics  # pylint: disable=g-import-not-at-top
   values = physics_metrics.physics_metrics(jnp.asarray(joints), jnp.asarray(lengths))
   values = {k: np.asarray(v) for k, v in values.items()}
   return [{k: float(v[i]) for k, v in values.items()} for i in range(len(lengths))]

@@ -35,6 +35,7 @@ from selfconsume.metrics import diversity as diversity_lib
 from selfconsume.metrics import fid as fid_lib
 from selfconsume.metrics import intervals
 from selfconsume.metrics import retrieval
+from selfconsume.motion.frames import frame_mask
 
 # generate_fn(captions, lengths (B,) int32, key) -> normalised motions (B, frames, 263).
 GenerateFn = Callable[[Sequence[str], np.ndarray, jax.Array], np.ndarray]
@@ -159,8 +160,7 @@ def generate_in_batches(generate_fn: GenerateFn, captions: Sequence[str], length
   if bad.any():
     raise NonFiniteError(f"generate_fn produced NaN/inf in {int(bad.sum())} of "
                          f"{len(motions)} motions")
-  frame_mask = np.arange(motions.shape[1])[None, :] < lengths[:, None]
-  return motions * frame_mask[..., None]
+  return motions * np.asarray(frame_mask(lengths, motions.shape[1]))[..., None]
 
 
 def _numpy_rng(key: jax.Array) -> np.random.Generator:
@@ -306,7 +306,7 @@ def shuffle_frames(motions: np.ndarray, lengths: np.ndarray,
 def gaussian_noise_motions(motions: np.ndarray, lengths: np.ndarray,
                            rng: np.random.Generator) -> np.ndarray:
   """Standard normal features (the scale of normalised data) in the valid frames."""
-  mask = np.arange(motions.shape[1])[None, :] < np.asarray(lengths)[:, None]
+  mask = np.asarray(frame_mask(lengths, motions.shape[1]))
   return (rng.standard_normal(motions.shape) * mask[..., None]).astype(np.float32)
 
 

@@ -29,8 +29,11 @@ import flax.serialization
 import ml_collections
 import numpy as np
 
+from selfconsume import evaluation
 from selfconsume import outputs
 from selfconsume.errors import CheckpointError
+from selfconsume.metrics import fid as fid_lib
+from selfconsume.models import evaluator as evaluator_lib
 
 RECORD_FILE = "evaluator.json"
 COPY_DIR = "evaluator"
@@ -77,7 +80,6 @@ def load_or_train(workdir: str, dataset: Any, config: ml_collections.ConfigDict,
   Raises:
     CheckpointError: the workdir's copy was trained on other data or with another config.
   """
-  from selfconsume.models import evaluator as evaluator_lib  # pylint: disable=g-import-not-at-top
   resolved = evaluator_lib.resolve_config(config)
   path = copy_path(workdir)
   if os.path.isdir(path):
@@ -95,8 +97,6 @@ def load_or_train(workdir: str, dataset: Any, config: ml_collections.ConfigDict,
 
 def real_vs_real_fid(evaluator: Any, test: Any, eval_config: ml_collections.ConfigDict) -> float:
   """FID(real motions of the evaluation prompts, all real test motions): rows' real_fid."""
-  from selfconsume import evaluation  # pylint: disable=g-import-not-at-top
-  from selfconsume.metrics import fid as fid_lib  # pylint: disable=g-import-not-at-top
   resolved = evaluation.resolve_config(eval_config)
   prompts = evaluation.select_prompts(test, resolved.num_samples, resolved.prompt_seed)
   real = evaluator.embed_motions(test.motions, test.lengths)
@@ -106,7 +106,6 @@ def real_vs_real_fid(evaluator: Any, test: Any, eval_config: ml_collections.Conf
 
 def describe(evaluator: Any) -> dict[str, Any]:
   """The identity fields of the record (without real_fid)."""
-  from selfconsume.models import evaluator as evaluator_lib  # pylint: disable=g-import-not-at-top
   return {"fingerprint": fingerprint(evaluator),
           "cache_key": evaluator_lib.cache_key(evaluator.fingerprint, evaluator.config),
           "data_fingerprint": evaluator.fingerprint}

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
 import shutil
 from typing import Any, Callable, Mapping, Sequence
@@ -30,16 +29,34 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import tqdm
 
+from selfconsume import checkpoint
+from selfconsume import evaluation
+from selfconsume import evaluator_record
 from selfconsume import loop
 from selfconsume import outputs
 from selfconsume import parallel
+from selfconsume import sweep
+from selfconsume import train as train_lib
+from selfconsume import validation
+from selfconsume import workdir as workdir_lib
+from selfconsume.data import humanml3d
+from selfconsume.data import procedural
 from selfconsume.data import subsets
 from selfconsume.data import text as text_lib
 from selfconsume.errors import CheckpointError
 from selfconsume.errors import ConfigError
 from selfconsume.errors import DataError
 from selfconsume.errors import NonFiniteError
+from selfconsume.models import mdm
+from selfconsume.motion import features
+from selfconsume.motion.frames import frame_mask
+from selfconsume.motion import render
+from selfconsume.motion import viewer
+from selfconsume.physics import corrector
+from selfconsume.physics import metrics as physics_metrics
+from selfconsume.physics import params as params_lib
 
 Example = dict[str, jax.Array]
 
@@ -76,14 +93,12 @@ def dataset_root(config: ml_collections.ConfigDict, workdir: str) -> str:
     if not os.path.isdir(config.data.root):
       raise DataError(f"config.data.root={config.data.root!r} is not a directory")
     return config.data.root
-  from selfconsume.data import procedural  # pylint: disable=g-import-not-at-top
   corpus_dir = config.data.corpus_dir or os.path.join(workdir, "corpus")
   return procedural.ensure_corpus(corpus_dir, int(config.data.corpus_size),
                                   int(config.data.corpus_seed))
 
 
 def load_data(config: ml_collections.ConfigDict, workdir: str) -> MotionData:
-  from selfconsume.data import humanml3d  # pylint: disable=g-import-not-at-top
   root = dataset_root(config, workdir)
   kwargs = dict(min_frames=int(config.data.min_frames), max_frames=int(config.data.max_frames))
   train = humanml3d.load(root, config.data.split, **kwargs)
@@ -94,7 +109,6 @@ def load_data(config: ml_collections.ConfigDict, workdir: str) -> MotionData:
 
 def load_subset(config: ml_collections.ConfigDict, data: MotionData, n: int) -> Any:
   """The n real training motions: the ids of config.data.subset_ids, or n drawn by seed."""
-  from selfconsume.data import humanml3d  # pylint: disable=g-import-not-at-top
   subset_ids = None
   if config.data.subset_ids:
     # 'paper:64' etc. or a file. The paper's 64/128/256 lists hold one id more than their
@@ -169,7 +183,6 @@ def save_train_state(directory: str, state: Any, config: ml_collections.ConfigDi
 
   Orbax finalises the step directory by an atomic rename: it is complete or absent.
   """
-  from selfconsume import checkpoint  # pylint: disable=g-import-not-at-top
   checkpointer = checkpoint.Checkpointer(directory, config, vocab_size,
                                          normalization=normalization)
   try:
@@ -184,7 +197,6 @@ def restore_train_state(directory: str, template: Any, config: ml_collections.Co
 
   Raises CheckpointError when there is none, or it was written for a different model.
   """
-  from selfconsume import checkpoint  # pylint: disable=g-import-not-at-top
   if not os.path.isdir(directory):
     raise CheckpointError(f"{directory}: no checkpoint there")
   checkpointer = checkpoint.Checkpointer(directory, config, vocab_size)
@@ -203,8 +215,6 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict, data: Motio
   a WorkdirError and nothing written). The files are the run's metadata: each is written
   once, atomically, and dataset.json last, so its presence says they all are.
   """
-  from selfconsume import validation  # pylint: disable=g-import-not-at-top
-  from selfconsume import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   validation.humanml_data(config, [load_subset(config, data, int(n)) for n in config.loop.sizes])
   record = {"root": data.root, "fingerprint": data.train.fingerprint(),
             "test_fingerprint": data.test.fingerprint(),
@@ -231,8 +241,6 @@ class MotionModel:
 
   def __init__(self, config: ml_collections.ConfigDict, vocab: text_lib.Vocabulary,
                mean: np.ndarray, std: np.ndarray):
-    from selfconsume import train as train_lib  # pylint: disable=g-import-not-at-top
-    from selfconsume.models import mdm  # pylint: disable=g-import-not-at-top
     self.config = config
     self.vocab = vocab
     self.max_frames = int(config.data.max_frames)
@@ -299,7 +307,6 @@ class MotionModel:
     log_calls = every("log_every")
     save_calls = (every("checkpoint_every")
                   if checkpoint_dir and self.config.train.get("checkpoint_every", 0) else 0)
-    import tqdm  # pylint: disable=g-import-not-at-top
     bar = tqdm.tqdm(total=calls * per_call, initial=progress.start_call * per_call, desc=desc,
                     leave=False, unit="step")
     window: list[np.ndarray] = []
@@ -358,20 +365,15 @@ class MotionModel:
 
   def denormalize(self, motions: jax.Array, lengths: jax.Array) -> jax.Array:
     raw = motions * self.std + self.mean
-    return raw * _frame_mask(lengths, motions.shape[1])[..., None]
+    return raw * frame_mask(lengths, motions.shape[1])[..., None].astype(jnp.float32)
 
   def normalize(self, raw: jax.Array, lengths: jax.Array) -> jax.Array:
     motions = (raw - self.mean) / self.std
-    return motions * _frame_mask(lengths, raw.shape[1])[..., None]
+    return motions * frame_mask(lengths, raw.shape[1])[..., None].astype(jnp.float32)
 
   def joints(self, motions: jax.Array, lengths: jax.Array) -> jax.Array:
     """Joint positions (B, frames, 22, 3) of normalised motions."""
-    from selfconsume.motion import features  # pylint: disable=g-import-not-at-top
     return features.features_to_joints(self.denormalize(motions, lengths), lengths)
-
-
-def _frame_mask(lengths: jax.Array, frames: int) -> jax.Array:
-  return (jnp.arange(frames)[None, :] < jnp.asarray(lengths)[:, None]).astype(jnp.float32)
 
 
 class _FitProgress:
@@ -393,7 +395,6 @@ class _FitProgress:
     self._checkpointer = self._open() if checkpoint_dir else None
 
   def _open(self):
-    from selfconsume import checkpoint  # pylint: disable=g-import-not-at-top
     return checkpoint.Checkpointer(os.path.join(self.directory, "state"), self._model.config,
                                    self._model.vocab.size, max_to_keep=1)
 
@@ -460,30 +461,24 @@ def physics_summary(joints: jax.Array, lengths: jax.Array) -> dict[str, float]:
     joints: (B, frames, 22, 3) joint positions in metres.
     lengths: (B,) valid frames.
   """
-  from selfconsume.physics import metrics as physics_metrics  # pylint: disable=g-import-not-at-top
   return mean_and_interval(physics_metrics.physics_metrics(joints, lengths))
 
 
 def corrector_params(config: ml_collections.ConfigDict) -> Any:
   """The physics corrector's settings: CorrectorParams with config.correction.physics."""
-  from selfconsume.physics import params as params_lib  # pylint: disable=g-import-not-at-top
-  overrides = dict(config.correction.physics.to_dict())
-  # The loop mixes corrected and sampled motions itself (config.correction.gamma).
-  overrides["gamma"] = math.inf
-  return params_lib.from_config(overrides)
+  return params_lib.from_config(config.correction.physics.to_dict())
 
 
-def correct_motions(model: MotionModel, physics: Any, key: jax.Array, motions: jax.Array,
-                    lengths: jax.Array) -> tuple[jax.Array, jax.Array, Mapping[str, Any]]:
+def correct_motions(model: MotionModel, physics: Any, motions: jax.Array, lengths: jax.Array
+                    ) -> tuple[jax.Array, jax.Array, Mapping[str, Any]]:
   """Physics-corrects normalised motions (B, frames, 263).
 
   Returns:
     (corrected normalised motions, usable (B,) bool, the corrector's info dict). Samples
     whose simulation was not finite are returned uncorrected and marked not usable.
   """
-  from selfconsume.physics import corrector  # pylint: disable=g-import-not-at-top
   raw = model.denormalize(motions, lengths)
-  fixed_raw, info = corrector.correct(key, raw, lengths, physics)
+  fixed_raw, info = corrector.correct(raw, lengths, physics)
   fixed = model.normalize(jnp.asarray(fixed_raw, jnp.float32), lengths)
   usable = ~jnp.asarray(info.get("nonfinite", jnp.zeros(lengths.shape, bool)), bool)
   usable = usable & jnp.all(jnp.isfinite(fixed), axis=(1, 2))
@@ -496,10 +491,7 @@ def decode_caption(vocab: text_lib.Vocabulary, ids: np.ndarray) -> str:
 
 
 def build_components(config: ml_collections.ConfigDict, workdir: str):
-  """The Components of experiments/humanml.py for the real motion experiment."""
-  from experiments import humanml  # pylint: disable=g-import-not-at-top
-  from selfconsume import evaluation  # pylint: disable=g-import-not-at-top
-  from selfconsume import evaluator_record  # pylint: disable=g-import-not-at-top
+  """The motion experiment's `sweep.Components`: MDM, the physics corrector, the evaluator."""
 
   data = load_data(config, workdir)
   write_run_files(workdir, config, data)
@@ -567,9 +559,10 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
 
   def correct(key, buffer: loop.Buffer):
     lengths = buffer.data["lengths"]
-    correct_key, mix_key = jax.random.split(key)
-    fixed, usable, info = correct_motions(model, physics(), correct_key, buffer.data["motion"],
-                                          lengths)
+    # The first half of the split once keyed the corrector's own mixing; the mixing key
+    # stays the second half so runs keep drawing what they drew.
+    _, mix_key = jax.random.split(key)
+    fixed, usable, info = correct_motions(model, physics(), buffer.data["motion"], lengths)
     mixed, replaced = loop.replace_with_probability(mix_key, buffer.data["motion"], fixed,
                                                     gamma)
     out = loop.Buffer(data=dict(buffer.data, motion=mixed), valid=buffer.valid)
@@ -614,9 +607,10 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
     infos: list[Mapping[str, Any]] = []
     corrected: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def generate_fn(captions, lengths, correct_key):
+    def generate_fn(captions, lengths, key):
+      del key  # the correction is deterministic
       lengths = jnp.asarray(lengths)
-      fixed, _, info = correct_motions(model, physics(), correct_key,
+      fixed, _, info = correct_motions(model, physics(),
                                        jnp.asarray(real(captions, lengths, None)), lengths)
       infos.append(info)
       corrected.append((np.asarray(fixed), np.asarray(lengths)))
@@ -677,7 +671,7 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
     return model.fit(state, buffer, key, steps, capacity=real_buffer(n).capacity + extra,
                      checkpoint_dir=checkpoint_dir, log=log)
 
-  return humanml.Components(
+  return sweep.Components(
       real_buffer=real_buffer, synthetic_buffer=synthetic_buffer, init=model.init, fit=fit,
       sample=sample, correct=correct, evaluate=evaluate,
       save=lambda directory, state: save_train_state(
@@ -693,8 +687,6 @@ def _render(clips: list[np.ndarray], captions: list[str], path: str,
             config: ml_collections.ConfigDict, groups: Sequence[int] | None = None) -> None:
   """`path`.mp4 (or .gif) of the clips side by side, and `path`.html, their interactive
   3-D view (clips of one group overlaid: a sample and its correction)."""
-  from selfconsume.motion import render  # pylint: disable=g-import-not-at-top
-  from selfconsume.motion import viewer  # pylint: disable=g-import-not-at-top
   os.makedirs(os.path.dirname(path), exist_ok=True)
   render.render_motions(clips, captions, f"{path}.{config.outputs.video_format}", fps=20)
   group_titles = None

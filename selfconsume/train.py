@@ -23,12 +23,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from tqdm import tqdm
 
+from selfconsume import parallel
 from selfconsume.diffusion import gaussian_diffusion
 from selfconsume.diffusion.schedules import Schedule
 from selfconsume.errors import ConfigError
 from selfconsume.errors import NonFiniteError
 from selfconsume.models import mdm
+from selfconsume.motion.frames import frame_mask
 
 Batch = Mapping[str, jnp.ndarray]
 # Optional train-config fields and their defaults (batch_size, learning_rate are required).
@@ -157,16 +160,16 @@ def loss_fn(params, state: TrainState, batch: Batch, key: jax.Array
   """The masked denoising loss of `batch` under `params`, with text dropout and dropout."""
   drop_key, loss_key, dropout_key = jax.random.split(key, 3)
   motion = batch["motion"]
-  frame_mask = mdm.frame_mask_from_lengths(batch["lengths"], motion.shape[1])
+  mask = frame_mask(batch["lengths"], motion.shape[1])
   drop_text = jax.random.bernoulli(drop_key, state.cond_drop_prob, (motion.shape[0],))
   text = text_inputs(batch)
 
   def predict(x_t, t):
-    return state.model.apply({"params": params}, x_t, t, text, frame_mask, train=True,
+    return state.model.apply({"params": params}, x_t, t, text, mask, train=True,
                              drop_text=drop_text, rngs={"dropout": dropout_key})
 
   return gaussian_diffusion.training_loss(predict, state.schedule, motion, loss_key,
-                                          prediction=state.prediction, mask=frame_mask)
+                                          prediction=state.prediction, mask=mask)
 
 
 def train_step(state: TrainState, batch: Batch, key: jax.Array
@@ -272,12 +275,10 @@ def train(state: TrainState, data: Any, draw_batch: Callable[[jax.Array, Any], B
     NonFiniteError: a step produced NaN/inf; `.state` is the last good state and the last
       checkpoint on disk is intact.
   """
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
 
   steps_per_call = max(1, min(steps_per_call, num_steps))
   calls = -(-num_steps // steps_per_call)
   if mesh is not None:
-    from selfconsume import parallel  # pylint: disable=g-import-not-at-top
     state, data = parallel.replicate((state, data), mesh)
     multi_step = make_multi_step(draw_batch, steps_per_call, parallel.batch_sharding(mesh))
   else:

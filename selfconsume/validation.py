@@ -19,11 +19,21 @@ import math
 import os
 from typing import Any, Callable, Iterable, Sequence
 
+import jax
 import ml_collections
 
+from selfconsume import evaluation
+from selfconsume import loop
+from selfconsume.data import humanml3d
 from selfconsume.data import subsets
+from selfconsume.diffusion import gaussian_diffusion
+from selfconsume.diffusion import sampling
+from selfconsume.diffusion import schedules
 from selfconsume.errors import ConfigError
 from selfconsume.errors import DataError
+from selfconsume.models import evaluator as evaluator_lib
+from selfconsume.models import mdm
+from selfconsume.physics import params as physics_params
 
 SPLITS = ("train", "val", "test")
 VARIANTS = ("baseline", "self_consuming", "self_correcting")
@@ -308,7 +318,6 @@ def check_input_file(path: str, what: str) -> None:
 
 def _motion_data(config: ml_collections.ConfigDict) -> None:
   """The data section shared by the motion loop and the evaluator experiment."""
-  from selfconsume.data import humanml3d  # pylint: disable=g-import-not-at-top
   min_frames = _integer(config, "data.min_frames", 2)
   _integer(config, "data.max_frames", min_frames, what=" (>= data.min_frames)")
   _choice(config, "data.split", SPLITS)
@@ -329,13 +338,6 @@ def _motion_data(config: ml_collections.ConfigDict) -> None:
 
 def humanml(config: ml_collections.ConfigDict) -> None:
   """The motion loop (experiments/configs/humanml.py)."""
-  from selfconsume import evaluation  # pylint: disable=g-import-not-at-top
-  from selfconsume.diffusion import gaussian_diffusion  # pylint: disable=g-import-not-at-top
-  from selfconsume.diffusion import sampling  # pylint: disable=g-import-not-at-top
-  from selfconsume.diffusion import schedules  # pylint: disable=g-import-not-at-top
-  from selfconsume.models import evaluator as evaluator_lib  # pylint: disable=g-import-not-at-top
-  from selfconsume.models import mdm  # pylint: disable=g-import-not-at-top
-  from selfconsume.physics import params as physics_params  # pylint: disable=g-import-not-at-top
 
   _integer(config, "seed", 0)
   _motion_data(config)
@@ -389,7 +391,7 @@ def humanml(config: ml_collections.ConfigDict) -> None:
 
   _gamma(config, "correction.gamma")
   if _has(config, "correction.physics"):
-    overrides = dict(config.correction.physics.to_dict(), gamma=math.inf)
+    overrides = config.correction.physics.to_dict()
     _reraise("config.correction.physics", lambda: physics_params.from_config(overrides),
              "physics")
 
@@ -415,7 +417,6 @@ def humanml(config: ml_collections.ConfigDict) -> None:
   if "keep_checkpoints" in outputs:
     _integer(config, "outputs.keep_checkpoints", -1, what=" (-1 keeps every generation)")
 
-  import jax  # pylint: disable=g-import-not-at-top
   if jax.device_count() > 1 and config.train.batch_size % jax.device_count():
     raise ConfigError(f"config.train.batch_size ({config.train.batch_size}) must be divisible "
                       f"by the number of devices ({jax.device_count()})")
@@ -428,7 +429,6 @@ def humanml_data(config: ml_collections.ConfigDict, subsets: Iterable[Any]) -> N
     config: the humanml config.
     subsets: the n real training motions (MotionDataset) of each entry of config.loop.sizes.
   """
-  from selfconsume import loop  # pylint: disable=g-import-not-at-top
   if not any(v != "baseline" for v in config.loop.variants):
     return  # nothing is sampled
   max_captions = int(config.text.max_captions)
@@ -468,8 +468,6 @@ def gaussian(config: ml_collections.ConfigDict) -> None:
 
 def mnist(config: ml_collections.ConfigDict) -> None:
   """The digits toy (experiments/configs/mnist.py)."""
-  from selfconsume.diffusion import sampling  # pylint: disable=g-import-not-at-top
-  from selfconsume.diffusion import schedules  # pylint: disable=g-import-not-at-top
   _integer(config, "seed", 0)
   _integer(config, "num_seeds", 1)
   source = _choice(config, "data.source", ("sklearn", "mnist"))
@@ -518,8 +516,6 @@ def mnist(config: ml_collections.ConfigDict) -> None:
 
 def evaluator(config: ml_collections.ConfigDict) -> None:
   """The evaluator experiment (experiments/configs/evaluator.py)."""
-  from selfconsume import evaluation  # pylint: disable=g-import-not-at-top
-  from selfconsume.models import evaluator as evaluator_lib  # pylint: disable=g-import-not-at-top
   _integer(config, "seed", 0)
   _motion_data(config)
   _reraise("config.evaluator", lambda: evaluator_lib.resolve_config(config.evaluator),

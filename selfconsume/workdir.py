@@ -35,6 +35,7 @@ import ml_collections
 
 from selfconsume import outputs
 from selfconsume import validation
+from selfconsume.data import procedural
 from selfconsume.data import subsets
 from selfconsume.errors import ConfigError
 from selfconsume.errors import DataError
@@ -291,7 +292,6 @@ def humanml_dataset(config: ml_collections.ConfigDict) -> dict[str, Any]:
                  "files": _sha_of_files([os.path.join(data.root, name) for name in (
                      "train.txt", "val.txt", "test.txt", "Mean.npy", "Std.npy")])}
   else:
-    from selfconsume.data import procedural  # pylint: disable=g-import-not-at-top
     signature = {"source": "procedural", "version": procedural.CORPUS_VERSION}
   if data.get("subset_ids"):
     signature["subset_ids"] = _ids_sha(data.subset_ids)

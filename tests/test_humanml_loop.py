@@ -15,12 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import humanml
 from experiments.configs import humanml as humanml_config
 from selfconsume import errors
 from selfconsume import loop
 from selfconsume import motion_loop
 from selfconsume import outputs
+from selfconsume import sweep
 
 
 @functools.partial(jax.jit, static_argnums=3)
@@ -31,7 +31,7 @@ def _fit_mean(mean, buffer, key, steps):
   return jax.lax.scan(step, mean, jax.random.split(key, steps))[0]
 
 
-def _components(calls: list[str] | None = None) -> humanml.Components:
+def _components(calls: list[str] | None = None) -> sweep.Components:
   calls = [] if calls is None else calls
 
   def real_buffer(n):
@@ -74,7 +74,7 @@ def _components(calls: list[str] | None = None) -> humanml.Components:
     with np.load(os.path.join(directory, "state.npz")) as f:
       return {k: jnp.asarray(f[k]) for k in template}
 
-  return humanml.Components(real_buffer=real_buffer, synthetic_buffer=synthetic_buffer,
+  return sweep.Components(real_buffer=real_buffer, synthetic_buffer=synthetic_buffer,
                             init=init, fit=fit, sample=sample, correct=correct,
                             evaluate=evaluate, save=save, restore=restore)
 
@@ -120,7 +120,7 @@ def test_every_corrector_setting_is_a_config_field():
 
 def test_sweep_writes_rows_summary_and_plots(tmp_path):
   calls = []
-  summary = humanml.run_loop(_config(), str(tmp_path), _components(calls))
+  summary = sweep.run_loop(_config(), str(tmp_path), _components(calls))
   rows = _rows(tmp_path)
   # Baseline once (lambda 0) + 2 variants x 2 lambdas, each generations 0..3.
   assert len(rows) == 5 * 4
@@ -148,17 +148,17 @@ def test_sweep_writes_rows_summary_and_plots(tmp_path):
 
 def test_crash_and_rerun_matches_uninterrupted_run(tmp_path):
   straight = tmp_path / "straight"
-  humanml.run_loop(_config(), str(straight), _components())
+  sweep.run_loop(_config(), str(straight), _components())
 
   crashed = tmp_path / "crashed"
   calls = []
   # Crash right after generation 2 of one run has been checkpointed.
-  humanml.run_loop(_config(), str(crashed), _components(calls),
+  sweep.run_loop(_config(), str(crashed), _components(calls),
                    stop_after=lambda name, g: name == "n8/lambda0.5/self_correcting" and g == 2)
   # A half-written generation 3 (checkpoint without row) must be redone, not trusted.
   half = crashed / "checkpoints" / "n8" / "lambda0.5" / "self_correcting" / "gen_003" / "state"
   os.makedirs(half)
   calls.clear()
-  humanml.run_loop(_config(), str(crashed), _components(calls))
+  sweep.run_loop(_config(), str(crashed), _components(calls))
   assert calls.count("fit5") == 0  # generation 0 restored, not retrained
   assert _rows(crashed) == _rows(straight)

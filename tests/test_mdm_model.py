@@ -8,15 +8,17 @@ import ml_collections
 import numpy as np
 import pytest
 
+from experiments.configs import humanml as humanml_config
 from selfconsume.errors import ConfigError
 from selfconsume.models import mdm
+from selfconsume.motion.frames import frame_mask
 
 FRAMES, VOCAB, TEXT_LEN = 12, 30, 6
 
 
 def tiny_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.model = mdm.model_config("smoke")
+  c.model = humanml_config.get_config("smoke").model
   c.diffusion = ml_collections.ConfigDict(dict(schedule="cosine", num_steps=100,
                                                prediction="x0"))
   c.sampling = ml_collections.ConfigDict(dict(method="ddim", num_steps=5, guidance=2.5,
@@ -33,7 +35,7 @@ def setup():
   text = {"ids": jax.random.randint(key, (3, TEXT_LEN), 2, VOCAB),
           "mask": jnp.ones((3, TEXT_LEN), bool)}
   lengths = jnp.array([FRAMES, 7, 3])
-  mask = mdm.frame_mask_from_lengths(lengths, FRAMES)
+  mask = frame_mask(lengths, FRAMES)
   params = model.init(key, x, jnp.zeros(3, jnp.int32), text, mask)["params"]
   apply = jax.jit(lambda p, x, t, text, m, drop: model.apply({"params": p}, x, t, text, m,
                                                             drop_text=drop))
@@ -85,11 +87,11 @@ def test_guided_generation_64_by_196_respects_lengths(setup):
 
 
 def test_bad_model_config_is_config_error():
-  c = mdm.model_config("smoke")
+  c = humanml_config.get_config("smoke").model
   c.num_heads = 3
   with pytest.raises(ConfigError, match="num_heads"):
     mdm.build_model(c, VOCAB)
-  c = mdm.model_config("smoke")
+  c = humanml_config.get_config("smoke").model
   c.text_encoder = "clip"
   with pytest.raises(ConfigError, match="text_encoder"):
     mdm.build_model(c, VOCAB)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from experiments.configs import humanml as humanml_config
 from selfconsume import train
 from selfconsume.data import procedural
 from selfconsume.data import text as text_lib
@@ -123,7 +124,7 @@ def _whole_set(key, data):
 
 
 def test_small_mdm_memorises_eight_motions():
-  model = mdm.model_config("smoke")
+  model = humanml_config.get_config("smoke").model
   model.latent_dim, model.num_layers, model.ff_dim = 64, 2, 128
   model.dropout = 0.0  # memorising, not generalising
   # A 100-step schedule (sampled with 50 DDIM steps) leaves the small model fewer noise
@@ -144,4 +145,4 @@ def test_small_mdm_memorises_eight_motions():
 
 if __name__ == "__main__":
   steps = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-  print(json.dumps(overfit(mdm.model_config(""), steps=steps, max_frames=120)))
+  print(json.dumps(overfit(humanml_config.get_config("").model, steps=steps, max_frames=120)))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import numpy as np
 import pytest
 
@@ -60,8 +59,7 @@ def params():
 @pytest.fixture(scope="module")
 def runs(batch, params):
   joints, lengths = batch
-  key = jax.random.PRNGKey(0)
-  return {mode: corrector.correct_joints(key, joints, lengths,
+  return {mode: corrector.correct_joints(joints, lengths,
                                          dataclasses.replace(params, failsafe=mode))
           for mode in ("reset", "none")}
 
@@ -118,7 +116,7 @@ def test_ilc_refinement_keeps_the_failsafe(batch, params):
   """Refinement reruns the same rollout; a pass only wins with no more resets."""
   joints, lengths = batch
   refined = dataclasses.replace(params, refine_iterations=2)
-  out, info = corrector.correct_joints(jax.random.PRNGKey(0), joints, lengths, refined)
+  out, info = corrector.correct_joints(joints, lengths, refined)
   rows = list(KNOCKED)
   assert np.all(np.asarray(info["resets"])[rows] > 0)
   assert not np.any(np.asarray(info["fell"])[rows])
@@ -142,7 +140,7 @@ def test_unrealisable_motions_can_be_returned_uncorrected(batch, params):
   joints, lengths = batch
   strict = dataclasses.replace(params, failsafe_min_imitated=1.0,
                                failsafe_unrealisable="original")
-  out, info = corrector.correct_joints(jax.random.PRNGKey(0), joints, lengths, strict)
+  out, info = corrector.correct_joints(joints, lengths, strict)
   realisable = np.asarray(info["realisable"])
   np.testing.assert_array_equal(realisable, np.asarray(info["resets"]) == 0)
   assert not np.any(realisable[list(KNOCKED)])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import jax
 import jax.numpy as jnp
@@ -70,16 +69,6 @@ def test_params_from_config_validates():
     params_lib.from_config({"solver": "PGS"})
   with pytest.raises(errors.ConfigError, match="jacobian"):
     params_lib.from_config({"jacobian": "auto"})
-
-
-def test_replacement_probability_is_gamma_over_one_plus_gamma():
-  key = jax.random.PRNGKey(1)
-  assert bool(jnp.all(corrector.replacement_mask(key, 16, math.inf)))
-  assert not bool(jnp.any(corrector.replacement_mask(key, 16, 0.0)))
-  share = float(jnp.mean(corrector.replacement_mask(key, 20000, 1.0)))
-  assert share == pytest.approx(0.5, abs=0.02)
-  share = float(jnp.mean(corrector.replacement_mask(key, 20000, 3.0)))
-  assert share == pytest.approx(0.75, abs=0.02)
 
 
 def test_nonfinite_samples_never_leave_the_corrector():

@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 import tensorboardX
 
+from experiments.configs import humanml as humanml_config
 from selfconsume import checkpoint
 from selfconsume import train
 from selfconsume.errors import ConfigError
 from selfconsume.errors import NonFiniteError
-from selfconsume.models import mdm
 
 FRAMES, VOCAB, TEXT_LEN, BATCH = 12, 30, 6, 4
 
 
 def tiny_config(**train_overrides) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.model = mdm.model_config("smoke")
+  c.model = humanml_config.get_config("smoke").model
   c.diffusion = ml_collections.ConfigDict(dict(schedule="cosine", num_steps=100,
                                                prediction="x0"))
   c.train = ml_collections.ConfigDict(dict(batch_size=BATCH, learning_rate=3e-3,

@@ -17,12 +17,12 @@ import sys
 
 import pytest
 
-from experiments import humanml
 from experiments import mnist
 from experiments.configs import gaussian as gaussian_config
 from experiments.configs import humanml as humanml_config
 from experiments.configs import mnist as mnist_config
 from selfconsume import outputs
+from selfconsume import sweep
 from selfconsume import workdir as workdir_lib
 
 
@@ -240,15 +240,15 @@ def test_a_second_process_is_refused_and_a_dead_ones_lock_is_taken_over(repo_roo
 def test_finished_runs_are_recognised(tmp_path):
   config = humanml_config.get_config("smoke")
   config.loop.variants = ("baseline",)
-  assert not humanml.finished(config, str(tmp_path))
+  assert not sweep.finished(config, str(tmp_path))
   for generation, directory in ((0, "checkpoints/n8/gen_000"), (1, "checkpoints/n8/baseline/gen_001"),
                                 (2, "checkpoints/n8/baseline/gen_002")):
     outputs.write_json(tmp_path / directory / "row.json", {"generation": generation})
-  assert not humanml.finished(config, str(tmp_path))      # no summary.json yet
+  assert not sweep.finished(config, str(tmp_path))      # no summary.json yet
   outputs.write_json(tmp_path / "summary.json", {})
-  assert humanml.finished(config, str(tmp_path))
+  assert sweep.finished(config, str(tmp_path))
   config.loop.generations = 3                               # more generations asked for
-  assert not humanml.finished(config, str(tmp_path))
+  assert not sweep.finished(config, str(tmp_path))
 
   digits = mnist_config.get_config("smoke")
   rows = [{"variant": v, "lambda": lam, "seed": 0, "generation": g}

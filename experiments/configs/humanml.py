@@ -121,10 +121,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.correction.gamma = float("inf")
   # The corrector's settings: every field of selfconsume.physics.params.CorrectorParams
   # (e.g. --config.correction.physics.refine_method=gradient
-  # --config.correction.physics.refine_iterations=3) except gamma, which is the loop's.
-  config.correction.physics = ml_collections.ConfigDict({
-      name: value for name, value in dataclasses.asdict(physics_params.CorrectorParams()).items()
-      if name != "gamma"})
+  # --config.correction.physics.refine_iterations=3).
+  config.correction.physics = ml_collections.ConfigDict(
+      dataclasses.asdict(physics_params.CorrectorParams()))
 
   # Evaluation after every generation on fixed test prompts (selfconsume/evaluation.py)
   # with a frozen evaluator trained once per dataset (selfconsume/models/evaluator.py).

@@ -21,9 +21,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from selfconsume.data import subsets
 from selfconsume.errors import DataError
 from selfconsume.motion import skeleton
 from selfconsume.motion.features import FEATURE_DIM
+from selfconsume.motion.frames import frame_mask
 
 SPLITS = ("train", "val", "test")
 
@@ -59,7 +61,7 @@ class MotionDataset:
   @property
   def mask(self) -> np.ndarray:
     """(N, max_frames) bool, True on valid frames."""
-    return np.arange(self.max_frames)[None, :] < self.lengths[:, None]
+    return np.asarray(frame_mask(self.lengths, self.max_frames))
 
   def normalize(self, x):
     """(..., 263) raw features -> normalised."""
@@ -181,19 +183,6 @@ def read_statistics(root: str) -> tuple[np.ndarray, np.ndarray]:
   return out[0], out[1]
 
 
-def _read_subset_ids(subset_ids: str | Sequence[str]) -> list[str]:
-  if isinstance(subset_ids, (str, os.PathLike)):
-    path = os.fspath(subset_ids)
-    if not os.path.isfile(path):
-      raise DataError(f"{path}: subset id file is missing")
-    with open(path, encoding="utf-8") as f:
-      ids = [line.strip() for line in _text_lines(f, path) if line.strip()]
-    if not ids:
-      raise DataError(f"{path}: subset id file lists no ids")
-    return ids
-  return list(subset_ids)
-
-
 def _entries(motion_id: str, motion: np.ndarray, captions: list[CaptionLine], min_frames: int,
              max_frames: int) -> Iterable[tuple[str, np.ndarray, list[str]]]:
   """The whole motion (if any caption covers it) and one entry per captioned sub-clip."""
@@ -219,8 +208,8 @@ def load(root: str, split: str, *, min_frames: int = skeleton.MIN_FRAMES,
     root: the dataset directory.
     split: 'train', 'val' or 'test'.
     min_frames, max_frames: entries shorter are dropped, longer are cut.
-    subset_ids: only these motion ids (a path to a file with one id per line, or a sequence);
-      each must be listed in the split. Sub-clip entries of a listed motion are kept.
+    subset_ids: only these motion ids ('paper:64' etc., a file with one id per line, or a
+      sequence); each must be listed in the split. Sub-clip entries of a listed motion are kept.
     num_motions: a random subset of this many entries (chosen with `seed`), e.g. the paper's
       64 / 128 / 256 / 2794 training motions.
     seed: seed of that subset.
@@ -239,7 +228,8 @@ def load(root: str, split: str, *, min_frames: int = skeleton.MIN_FRAMES,
     raise DataError(f"need 2 <= min_frames <= max_frames, got {min_frames}, {max_frames}")
   split_ids = read_split(root, split)
   if subset_ids is not None:
-    wanted = _read_subset_ids(subset_ids)
+    wanted = (subsets.read_subset_ids(subset_ids)
+              if isinstance(subset_ids, (str, os.PathLike)) else list(subset_ids))
     known = set(split_ids)
     missing = [i for i in wanted if i not in known]
     if missing:

@@ -272,7 +272,7 @@ def _turn(rng, p, n):
   if p["angle"] >= 360:
     times = "twice" if p["angle"] >= 720 else "once"
     caps = [f"a person spins around {times} to the {s}", f"someone turns in a full circle "
-            f"to their {s}" if p["angle"] < 720 else f"someone spins around two full turns",
+            f"to their {s}" if p["angle"] < 720 else "someone spins around two full turns",
             f"the person pivots all the way around to the {s}"]
   elif p["angle"] == 270:
     caps = [f"a person turns three quarters of the way around to the {s}",

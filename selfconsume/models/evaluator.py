@@ -38,6 +38,7 @@ import tqdm
 
 from selfconsume.data import text as text_lib
 from selfconsume.errors import CheckpointError, ConfigError, DataError, NonFiniteError
+from selfconsume.motion.frames import frame_mask
 
 FEATURE_DIM = 263
 # Bumped whenever the architecture or the cache layout changes, so old caches are not reused.
@@ -305,9 +306,9 @@ class Evaluator:
     pad = self.max_frames - motions.shape[1]
     if pad:
       motions = np.pad(motions, ((0, 0), (0, pad), (0, 0)))
-    frame_mask = np.arange(self.max_frames)[None, :] < lengths[:, None]
+    mask = np.asarray(frame_mask(lengths, self.max_frames))
     return _batched(functools.partial(_embed_motion, self.model, self.params),
-                    (motions, frame_mask), self.config.embed_batch_size)
+                    (motions, mask), self.config.embed_batch_size)
 
   def embed_texts(self, captions: Sequence[str]) -> np.ndarray:
     """Embeds captions (num,) -> (num, embed_dim)."""
@@ -436,10 +437,10 @@ def _train_step(model: DualEncoder, tx: optax.GradientTransformation, batch_size
       (pick * data["counts"][index]).astype(jnp.int32), data["counts"][index] - 1)
   ids = data["caption_ids"][caption_row]
   motions = data["motions"][index]
-  frame_mask = jnp.arange(max_frames)[None, :] < data["lengths"][index][:, None]
+  mask = frame_mask(data["lengths"][index], max_frames)
 
   def loss_fn(p):
-    motion_emb, text_emb = model.apply({"params": p}, motions, frame_mask, ids, ids > 0,
+    motion_emb, text_emb = model.apply({"params": p}, motions, mask, ids, ids > 0,
                                        train=True, rngs={"dropout": dropout_key})
     return contrastive_loss(motion_emb, text_emb, ids, temperature)
 

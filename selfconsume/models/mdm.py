@@ -25,6 +25,7 @@ from selfconsume.diffusion import sampling
 from selfconsume.diffusion.schedules import Schedule
 from selfconsume.diffusion.schedules import make_schedule
 from selfconsume.errors import ConfigError
+from selfconsume.motion.frames import frame_mask
 
 TEXT_ENCODERS = ("words", "embedding")
 # Fields of the model config that change the parameter shapes or the function computed;
@@ -36,23 +37,6 @@ ARCHITECTURE_FIELDS = ("feature_dim", "latent_dim", "num_layers", "num_heads", "
 # num_layers, num_heads, ff_dim).
 MODEL_DEFAULTS = dict(feature_dim=263, dropout=0.1, activation="gelu", text_encoder="words",
                       text_width=0, text_layers=1, cond_drop_prob=0.1)
-
-
-def model_config(preset: str = "") -> ml_collections.ConfigDict:
-  """MDM sizes. '' fits the 2-core CPU; 'smoke' is tiny (tests); 'paper' is MDM's.
-
-  Paper: 8 layers x 512, 4 heads, feed-forward 1024, dropout 0.1, GELU, cond drop 0.1.
-  `text_width` 0 means latent_dim.
-  """
-  c = ml_collections.ConfigDict(dict(MODEL_DEFAULTS))
-  c.latent_dim, c.num_layers, c.num_heads, c.ff_dim = 128, 4, 4, 256
-  if preset == "smoke":
-    c.latent_dim, c.num_layers, c.num_heads, c.ff_dim = 32, 1, 2, 64
-  elif preset == "paper":
-    c.latent_dim, c.num_layers, c.ff_dim = 512, 8, 1024
-  elif preset:
-    raise ConfigError(f"unknown MDM preset {preset!r}; known: '', 'smoke', 'paper'")
-  return c
 
 
 def resolved_model_config(model: ml_collections.ConfigDict, vocab_size: int
@@ -206,11 +190,6 @@ class MDM(nn.Module):
     return out * frame_mask[..., None].astype(out.dtype)
 
 
-def frame_mask_from_lengths(lengths: jnp.ndarray, max_frames: int) -> jnp.ndarray:
-  """(B,) int lengths -> (B, max_frames) bool, True for frames < length."""
-  return jnp.arange(max_frames)[None, :] < lengths[:, None]
-
-
 def schedule_from_config(config: ml_collections.ConfigDict) -> Schedule:
   """The training Schedule of `config.diffusion` (schedule name, num_steps)."""
   d = config.diffusion
@@ -239,7 +218,7 @@ def make_generate_fn(model: MDM, config: ml_collections.ConfigDict, max_frames: 
   def generate(params, text: Mapping[str, jnp.ndarray], lengths: jnp.ndarray,
                key: jax.Array) -> jnp.ndarray:
     batch = lengths.shape[0]
-    mask = frame_mask_from_lengths(lengths, max_frames)
+    mask = frame_mask(lengths, max_frames)
     text = dict(text)
     text2 = jax.tree.map(lambda a: jnp.concatenate([a, a], 0), text)
     mask2 = jnp.concatenate([mask, mask], 0)

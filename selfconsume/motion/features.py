@@ -55,6 +55,7 @@ import numpy as np
 
 from selfconsume.motion import rotations
 from selfconsume.motion import skeleton
+from selfconsume.motion.frames import frame_mask
 
 FEATURE_DIM = 263
 NUM_JOINTS = skeleton.NUM_JOINTS
@@ -93,7 +94,7 @@ def _normalize(v: jnp.ndarray) -> jnp.ndarray:
 def _valid_mask(num_frames: int, length) -> jnp.ndarray:
   if length is None:
     return jnp.ones((num_frames,), bool)
-  return jnp.arange(num_frames) < length
+  return frame_mask(length, num_frames)
 
 
 def _smooth_nearest(x: jnp.ndarray, length) -> jnp.ndarray:

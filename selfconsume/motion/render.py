@@ -19,6 +19,7 @@ import textwrap
 import warnings
 from typing import Iterator, Sequence
 
+import imageio_ffmpeg
 import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -219,7 +220,6 @@ def render_motions(joints: Sequence[np.ndarray], captions: Sequence[str], path: 
 
 
 def _write_mp4(path: str, frames: Iterator[np.ndarray], fps: float) -> None:
-  import imageio_ffmpeg  # pylint: disable=g-import-not-at-top  (only for .mp4)
   first = next(frames)
   writer = imageio_ffmpeg.write_frames(
       path, (first.shape[1], first.shape[0]), fps=fps, codec="libx264", pix_fmt_in="rgb24",

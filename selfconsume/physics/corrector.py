@@ -1,6 +1,6 @@
 """The physics corrector: each motion is replaced by a simulated humanoid's imitation of it.
 
-correct(key, motions, lengths, params) works on raw (denormalised) 263-d features, as the
+correct(motions, lengths, params) works on raw (denormalised) 263-d features, as the
 self-correcting loop holds them; correct_joints(...) is the same on joint positions (the
 features' floor/heading canonicalisation would hide injected float/sink artefacts, so
 tests of those work here).
@@ -26,8 +26,9 @@ no frame of it is further from the sample than the threshold, so it cannot drag 
 data away the way a fallen body did; the flag and the fraction let a run report how often
 it happens. `failsafe_unrealisable='original'` returns such motions uncorrected instead.
 
-Samples are then replaced by their corrected versions with probability gamma / (1 + gamma);
-samples whose simulation (or input) is not finite are flagged and handled by
+Every motion comes back corrected: mixing corrected and sampled motions (pi_gamma) is the
+loop's, done once in `selfconsume.loop.replace_with_probability`. Samples whose simulation
+(or input) is not finite are flagged and handled by
 `params.nonfinite` ('keep' = keep the uncorrected motion, 'drop' = zeros and keep=False),
 so no NaN ever leaves this module.
 """
@@ -44,6 +45,7 @@ import optax
 
 from selfconsume.motion import features as features_lib
 from selfconsume.motion import rotations
+from selfconsume.motion.frames import frame_mask
 from selfconsume.physics import params as params_lib
 from selfconsume.physics import refine as refine_lib
 from selfconsume.physics import rollout as rollout_lib
@@ -90,10 +92,6 @@ def _chunked(run, size: int):
              for i in range(0, batch + pad, size)]
     return jax.tree.map(lambda *xs: jnp.concatenate(xs)[:batch], *parts)
   return chunked
-
-
-def _valid(lengths: jax.Array, frames: int) -> jax.Array:
-  return jnp.arange(frames)[None, :] < lengths[:, None]
 
 
 def _mean_joint_error(a: jax.Array, b: jax.Array, mask: jax.Array) -> jax.Array:
@@ -149,13 +147,6 @@ def select_outputs(original: jax.Array, corrected: jax.Array, replaced: jax.Arra
   return jnp.where(keep.reshape(shape), out, 0.0), keep
 
 
-def replacement_mask(key: jax.Array, batch: int, gamma: float) -> jax.Array:
-  """(batch,) bool: each True with probability gamma / (1 + gamma) (all True for inf)."""
-  if math.isinf(gamma):
-    return jnp.ones((batch,), bool)
-  return jax.random.uniform(key, (batch,)) < gamma / (1.0 + gamma)
-
-
 def simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
              ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Tracks every motion in the humanoid simulator (no mixing, no NaN handling).
@@ -178,7 +169,7 @@ def simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
   joints = jnp.asarray(joints, jnp.float32)
   lengths = jnp.asarray(lengths, jnp.int32)
   frames = joints.shape[1]
-  mask = _valid(lengths, frames)
+  mask = frame_mask(lengths, frames)
   padded = _edge_pad(joints, lengths)
   targets = rollout_lib.targets_from_joints(_smooth_time(padded, params.reference_sigma))
   run = _chunked(rollout_lib.make_rollout(params), params.max_batch)
@@ -235,13 +226,12 @@ def simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
                "realisable": imitated >= params.failsafe_min_imitated}
 
 
-def correct_joints(key: jax.Array, joints: jax.Array, lengths: jax.Array,
+def correct_joints(joints: jax.Array, lengths: jax.Array,
                    params: CorrectorParams | Any | None = None
                    ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Physics correction of joint-position motions.
 
   Args:
-    key: PRNG key (which samples are replaced when gamma < inf).
     joints: (B, F, 22, 3) joint positions, frames >= length ignored.
     lengths: (B,) int valid frames.
     params: CorrectorParams, or a ConfigDict / mapping of its fields (None = defaults).
@@ -250,29 +240,28 @@ def correct_joints(key: jax.Array, joints: jax.Array, lengths: jax.Array,
     corrected (B, F, 22, 3) (frames >= length zero; never NaN) and info, a dict of (B,)
     arrays: tracking_error_m, tracking_error_unrefined_m, fell, residual_force, nonfinite,
     resets, imitated_fraction, realisable (see `simulate`), replaced (the corrected version
-    was taken: drawn by gamma, finite, and realisable unless
+    was taken: finite, and realisable unless
     params.failsafe_unrealisable='keep'), keep (False = dropped, zeros).
   """
   params = _as_params(params)
   joints = jnp.asarray(joints, jnp.float32)
   lengths = jnp.asarray(lengths, jnp.int32)
   sim, info = simulate(joints, lengths, params)
-  replaced = replacement_mask(key, joints.shape[0], params.gamma)
+  replaced = jnp.ones(joints.shape[:1], bool)
   if params.failsafe_unrealisable == "original":
-    replaced = replaced & info["realisable"]
-  original = jnp.where(_valid(lengths, joints.shape[1])[..., None, None], joints, 0.0)
+    replaced = info["realisable"]
+  original = jnp.where(frame_mask(lengths, joints.shape[1])[..., None, None], joints, 0.0)
   out, keep = select_outputs(original, sim, replaced, info["nonfinite"], params.nonfinite)
   info = dict(info, replaced=replaced & ~info["nonfinite"], keep=keep)
   return out, info
 
 
-def correct(key: jax.Array, motions: jax.Array, lengths: jax.Array,
+def correct(motions: jax.Array, lengths: jax.Array,
             params: CorrectorParams | Any | None = None
             ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Physics correction of HumanML3D feature motions (the loop's correction function).
 
   Args:
-    key: PRNG key.
     motions: (B, F, 263) raw (denormalised) features, rows >= length zero.
     lengths: (B,) int valid feature rows.
     params: CorrectorParams or a ConfigDict / mapping of its fields (None = defaults).
@@ -287,11 +276,11 @@ def correct(key: jax.Array, motions: jax.Array, lengths: jax.Array,
   lengths = jnp.asarray(lengths, jnp.int32)
   # n feature rows come from n + 1 joint frames; simulate all of them.
   joints = features_lib.features_to_joints(motions, lengths, with_last_frame=True)
-  corrected_joints, info = correct_joints(key, joints, lengths + 1, params)
+  corrected_joints, info = correct_joints(joints, lengths + 1, params)
   feats = jax.vmap(features_lib.joints_to_features)(
       _edge_pad(corrected_joints, lengths + 1), lengths + 1)
   keep = info["keep"]
-  feats = jnp.where(keep[:, None, None] & _valid(lengths, motions.shape[1])[..., None],
+  feats = jnp.where(keep[:, None, None] & frame_mask(lengths, motions.shape[1])[..., None],
                     jnp.nan_to_num(feats), 0.0)
   # Samples not replaced keep their exact original features (not a round trip).
   take = info["replaced"][:, None, None]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+from brax.io import mjcf
 import mujoco
 import numpy as np
 
@@ -174,7 +175,6 @@ def mj_model(spec: HumanoidSpec = HumanoidSpec()) -> mujoco.MjModel:
 @functools.lru_cache(maxsize=8)
 def brax_system(spec: HumanoidSpec = HumanoidSpec()):
   """The humanoid as a brax `System` (an `mjx.Model`), via brax's MJCF loader."""
-  from brax.io import mjcf  # pylint: disable=g-import-not-at-top  (slow import)
   return mjcf.loads(build_mjcf(spec))
 
 

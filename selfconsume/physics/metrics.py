@@ -24,16 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from selfconsume.motion import skeleton
+from selfconsume.motion.frames import frame_mask
 
 # Height of each foot joint above the floor when the foot stands flat (toe joints touch it).
 _FOOT = np.array(skeleton.FOOT_JOINTS)
 _FOOT_REST_HEIGHT = (skeleton.rest_pose()[_FOOT, 1] - skeleton.rest_pose()[:, 1].min())
-
-
-def _frame_mask(lengths: jax.Array, frames: int, offset: int = 0) -> jax.Array:
-  """(B, frames - offset) mask of frames t with t + offset < length."""
-  t = jnp.arange(frames - offset)
-  return (t[None, :] + offset) < lengths[:, None]
 
 
 def _masked_mean(x: jax.Array, mask: jax.Array, axes) -> jax.Array:
@@ -63,7 +58,7 @@ def physics_metrics(joints: jax.Array, lengths: jax.Array, *, fps: float = skele
   joints = jnp.asarray(joints, jnp.float32)
   lengths = jnp.asarray(lengths, jnp.int32)
   frames = joints.shape[1]
-  mask = _frame_mask(lengths, frames)
+  mask = frame_mask(lengths, frames)
 
   lowest = jnp.min(joints[..., 1], axis=-1)                       # (B, F)
   float_mm = 1000.0 * _masked_mean(jnp.maximum(lowest - float_tolerance, 0.0), mask, 1)
@@ -71,7 +66,7 @@ def physics_metrics(joints: jax.Array, lengths: jax.Array, *, fps: float = skele
 
   feet = joints[:, :, _FOOT, :]                                   # (B, F, 4, 3)
   near = (feet[..., 1] - jnp.asarray(_FOOT_REST_HEIGHT)) < contact_height
-  contact = near[:, 1:] & near[:, :-1] & _frame_mask(lengths, frames, 1)[..., None]
+  contact = near[:, 1:] & near[:, :-1] & frame_mask(lengths, frames, 1)[..., None]
   step = feet[:, 1:, :, :] - feet[:, :-1, :, :]
   speed = jnp.sqrt(step[..., 0] ** 2 + step[..., 2] ** 2 + 1e-12) * fps
   sliding = contact & (speed > skate_speed)
@@ -80,7 +75,7 @@ def physics_metrics(joints: jax.Array, lengths: jax.Array, *, fps: float = skele
   if frames >= 4:
     third = (joints[:, 3:] - 3 * joints[:, 2:-1] + 3 * joints[:, 1:-2] - joints[:, :-3])
     jerk_norm = jnp.sqrt(jnp.sum(third ** 2, axis=-1) + 1e-12).mean(axis=-1) * fps ** 3
-    jerk = _masked_mean(jerk_norm, _frame_mask(lengths, frames, 3), 1)
+    jerk = _masked_mean(jerk_norm, frame_mask(lengths, frames, 3), 1)
   else:
     jerk = jnp.zeros(joints.shape[0])
   return {"float_mm": float_mm, "penetrate_mm": penetrate_mm,

@@ -7,7 +7,6 @@ ml_collections ConfigDict (or any mapping) and names the offending field on bad 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Mapping
 
 from selfconsume import errors
@@ -58,8 +57,6 @@ class CorrectorParams:
     refine_rate: step size of 'ilc' (optax SGD learning rate on the rotation residual).
     refine_window: frames per truncated window of 'gradient' refinement.
     refine_learning_rate: Adam learning rate (rad) of 'gradient' refinement.
-    gamma: correction strength; each sample is replaced by its corrected version with
-      probability gamma / (1 + gamma); math.inf replaces all.
     nonfinite: what to do with samples whose simulation is not finite: 'keep' the uncorrected
       motion, or 'drop' it (its length is set to 0 and its frames to zeros).
     fall_height_ratio, fall_min_drop_m: a sample "fell" when, on any of its frames, the
@@ -112,7 +109,6 @@ class CorrectorParams:
   refine_rate: float = 0.7
   refine_window: int = 5
   refine_learning_rate: float = 0.02
-  gamma: float = math.inf
   nonfinite: str = "keep"
   fall_height_ratio: float = 0.6
   fall_min_drop_m: float = 0.2
@@ -151,8 +147,6 @@ class CorrectorParams:
     if self.substeps < 1 or self.fps <= 0:
       raise errors.ConfigError(
           f"physics.substeps={self.substeps}, physics.fps={self.fps}: expected >= 1 and > 0")
-    if not self.gamma >= 0:
-      raise errors.ConfigError(f"physics.gamma={self.gamma}: expected >= 0 (inf = replace all)")
     if self.max_batch < 1:
       raise errors.ConfigError(f"physics.max_batch={self.max_batch}: expected >= 1")
     if self.solver not in SOLVERS:
@@ -199,6 +193,4 @@ def from_config(config: Mapping[str, Any] | None = None, **overrides) -> Correct
   unknown = sorted(set(values) - known)
   if unknown:
     raise errors.ConfigError(f"physics config: unknown fields {unknown}; known: {sorted(known)}")
-  if "gamma" in values and isinstance(values["gamma"], str):
-    values["gamma"] = float(values["gamma"])
   return CorrectorParams(**values).validate()
