@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import time
 
@@ -147,7 +148,6 @@ def time_backends(steps: int = 200, batch: int = 8) -> dict[str, dict[str, float
   Brax's generalized / positional / spring pipelines reject ball joints, so all pipelines
   are timed on the same humanoid with hinge triplets (3 hinges per joint).
   """
-  import importlib  # pylint: disable=g-import-not-at-top
   spec = dataclasses.replace(params_lib.CorrectorParams().spec, hinge_triplets=True)
   system = humanoid.brax_system(spec)
   out = {}

@@ -15,7 +15,10 @@ Workdir:
   fid.png, diversity.png   metric vs generation, one panel per lambda
   kmeans_centres.png       the corrector's centres (rows: classes)
   samples/RUN/gen_XXX.png  eval samples per generation (rows: classes)
-  classifier.*             the cached LeNet;  checkpoints/  the loop states
+  classifier.*             the cached LeNet
+  checkpoints/NAME/        the loop state of each run (selfconsume.checkpoint: orbax, step =
+                           generation, fingerprint = the config hash), generation0_seedS/ the
+                           shared generation 0 with its metrics
   tensorboard/RUN          scalars per run
 """
 
@@ -27,14 +30,15 @@ import os
 import time
 from typing import Any
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
+from tensorboardX import SummaryWriter
 
 from experiments.configs import mnist as mnist_config
+from selfconsume import checkpoint
 from selfconsume import diffusion
 from selfconsume import loop
 from selfconsume import outputs
@@ -88,33 +92,25 @@ def _pad_buffer(buffer: loop.Buffer, capacity: int) -> loop.Buffer:
   return loop.concat(buffer, loop.empty_buffer(buffer.data, capacity - buffer.capacity))
 
 
-def _save_state(path: str, state: Any, meta: dict[str, Any]) -> None:
-  """Writes the state's bytes, then its metadata, each atomically (metadata last = done)."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "wb") as f:
-    f.write(flax.serialization.to_bytes(state))
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-  outputs.write_json(path + ".json", meta)
+def _fingerprint(config_hash: str) -> dict[str, str]:
+  """What a loop-state checkpoint must match to be resumed: the config hash of the run."""
+  return {"config_hash": config_hash}
 
 
-def _load_state(path: str, template: Any, config_hash: str) -> tuple[Any, dict[str, Any]] | None:
-  """The state saved at `path` (shaped like `template`) and its metadata, or None."""
-  if not (os.path.exists(path) and os.path.exists(path + ".json")):
+def _restore_state(path: str, template: Any, config_hash: str
+                   ) -> tuple[Any, dict[str, Any]] | None:
+  """The state saved in checkpoint directory `path` (shaped like `template`) and its extra
+  metadata, or None before its first save. A one-line CheckpointError when it is corrupt or
+  of another config."""
+  if os.path.exists(path + ".msgpack"):
+    # The flax msgpack file of earlier versions: refused rather than silently retrained, as
+    # the workdir's rows already continue from it.
+    raise CheckpointError(f"{path}.msgpack: a checkpoint in the msgpack format of an earlier "
+                          "version of this code; use a new --workdir")
+  if checkpoint.latest_step(path) is None:
     return None
-  meta = outputs.read_json(path + ".json")
-  if meta.get("config_hash") != config_hash:
-    raise CheckpointError(f"checkpoint {path} was written with a different config "
-                          f"(hash {meta.get('config_hash')} != {config_hash}); use a new "
-                          f"--workdir or delete {os.path.dirname(path)}")
-  try:
-    with open(path, "rb") as f:
-      state = flax.serialization.from_bytes(template, f.read())
-  except (ValueError, KeyError, TypeError) as e:
-    raise CheckpointError(f"checkpoint {path} is corrupt or incompatible: {e}") from e
-  return state, meta
+  state = checkpoint.restore(path, template, _fingerprint(config_hash))
+  return state, checkpoint.read_meta(path)[1]
 
 
 class _Evaluator:
@@ -285,8 +281,6 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       "fid_real_train_vs_test": fid_metric(train_features, evaluate.test_features),
   }
 
-  from tensorboardX import SummaryWriter  # Imported here: the tests never open TensorBoard.
-
   for seed in range(config.seed, config.seed + config.num_seeds):
     images, labels = data_lib.subsample(data.train_images, data.train_labels,
                                         config.data.train_fraction, seed)
@@ -304,10 +298,10 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     eval_key = jax.random.fold_in(seed_key, 1)  # the same noise every generation
 
     # Generation 0: the model fitted on the real images, shared by every variant.
-    gen0_path = os.path.join(ckpt_dir, f"generation0_seed{seed}.msgpack")
+    gen0_path = os.path.join(ckpt_dir, f"generation0_seed{seed}")
     template = model_lib.create_train_state(jax.random.fold_in(seed_key, 2), model,
                                             image_shape)
-    restored = _load_state(gen0_path, template, config_hash)
+    restored = _restore_state(gen0_path, template, config_hash)
     if restored is None:
       t0 = time.time()
       gen0_state, fit_metrics = fit(template, _pad_buffer(real, capacity),
@@ -315,8 +309,8 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                                     config.train.gen0_lr, 0.0)
       gen0_metrics, gen0_images = evaluate(gen0_state.params, eval_key, seed)
       gen0_metrics.update(fit_metrics, seconds=time.time() - t0)
-      _save_state(gen0_path, gen0_state, {"config_hash": config_hash, "generation": 0,
-                                          "metrics": gen0_metrics})
+      checkpoint.save(gen0_path, gen0_state, _fingerprint(config_hash),
+                      {"generation": 0, "metrics": gen0_metrics}, step=0)
     else:
       gen0_state, meta = restored
       gen0_metrics = meta["metrics"]
@@ -332,8 +326,8 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
           loop.empty_buffer({"image": real.data["image"][:1], "label": real.data["label"][:1]},
                             m),
           jax.random.fold_in(seed_key, 1000 + runs.index((variant, lam))))
-      path = os.path.join(ckpt_dir, f"{name}.msgpack")
-      restored = _load_state(path, state, config_hash)
+      path = os.path.join(ckpt_dir, name)
+      restored = _restore_state(path, state, config_hash)
       if restored is not None:
         state = restored[0]
       start_generation = int(state.generation)
@@ -371,7 +365,9 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         grid, rows_, cols = evaluate.grid(eval_images)
         plots.save_grid(os.path.join(workdir, "samples", name, f"gen_{generation:03d}.png"),
                         grid, rows_, cols)
-        _save_state(path, state, {"config_hash": config_hash, "generation": generation})
+        # Step = generation; the previous one is deleted only once this one is complete.
+        checkpoint.save(path, state, _fingerprint(config_hash), {"generation": generation},
+                        step=generation)
         progress.set_postfix(fid=f"{row['fid']:.3f}")
       writer.close()
 

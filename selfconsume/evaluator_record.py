@@ -2,7 +2,8 @@
 
 A motion run's FID, R-precision, matching and diversity are measured in the embedding space
 of our own evaluator (`selfconsume.models.evaluator`), trained on the run's training split.
-When the run starts, `load_or_train` keeps a copy of that evaluator in the workdir and
+When the run starts, `load_or_train` keeps a copy of that evaluator in the workdir (evaluator/,
+a selfconsume.checkpoint directory like the cache's, written by `evaluator.save_evaluator`) and
 `record` writes evaluator.json:
 
   fingerprint        sha256 of the evaluator's weights, vocabulary, normalisation, input
@@ -42,6 +43,8 @@ COPY_DIR = "evaluator"
 def fingerprint(evaluator: Any) -> str:
   """sha256 (16 hex digits) of everything that decides an evaluator's embeddings."""
   digest = hashlib.sha256()
+  # msgpack bytes only as the hash's input (the weights are stored by selfconsume.checkpoint):
+  # unchanged, so that the records of earlier runs still match their evaluators.
   digest.update(flax.serialization.msgpack_serialize(evaluator.params))
   digest.update(json.dumps(list(evaluator.vocab.words)).encode())
   digest.update(np.asarray(evaluator.mean, np.float32).tobytes())
@@ -82,6 +85,8 @@ def load_or_train(workdir: str, dataset: Any, config: ml_collections.ConfigDict,
   """
   resolved = evaluator_lib.resolve_config(config)
   path = copy_path(workdir)
+  # The copy appears only once complete (see save_evaluator), so a directory here is one:
+  # loaded, or refused in one line when truncated or of an older cache version.
   if os.path.isdir(path):
     evaluator = evaluator_lib.load_evaluator(path, dataset)
     wanted = evaluator_lib.cache_key(dataset.fingerprint(), resolved)

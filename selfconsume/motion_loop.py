@@ -31,7 +31,6 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from selfconsume import checkpoint
 from selfconsume import evaluation
 from selfconsume import evaluator_record
 from selfconsume import loop
@@ -183,7 +182,7 @@ def save_train_state(directory: str, state: Any, config: ml_collections.ConfigDi
 
   Orbax finalises the step directory by an atomic rename: it is complete or absent.
   """
-  checkpointer = checkpoint.Checkpointer(directory, config, vocab_size,
+  checkpointer = train_lib.Checkpointer(directory, config, vocab_size,
                                          normalization=normalization)
   try:
     checkpointer.save(state)
@@ -199,7 +198,7 @@ def restore_train_state(directory: str, template: Any, config: ml_collections.Co
   """
   if not os.path.isdir(directory):
     raise CheckpointError(f"{directory}: no checkpoint there")
-  checkpointer = checkpoint.Checkpointer(directory, config, vocab_size)
+  checkpointer = train_lib.Checkpointer(directory, config, vocab_size)
   try:
     return checkpointer.restore(template)
   finally:
@@ -395,7 +394,7 @@ class _FitProgress:
     self._checkpointer = self._open() if checkpoint_dir else None
 
   def _open(self):
-    return checkpoint.Checkpointer(os.path.join(self.directory, "state"), self._model.config,
+    return train_lib.Checkpointer(os.path.join(self.directory, "state"), self._model.config,
                                    self._model.vocab.size, max_to_keep=1)
 
   @property

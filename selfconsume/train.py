@@ -14,6 +14,7 @@ that into a NonFiniteError, so no non-finite weights are ever checkpointed.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from typing import Any, Callable, Mapping
 
@@ -25,6 +26,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
+from selfconsume import checkpoint
 from selfconsume import parallel
 from selfconsume.diffusion import gaussian_diffusion
 from selfconsume.diffusion.schedules import Schedule
@@ -265,7 +267,7 @@ def train(state: TrainState, data: Any, draw_batch: Callable[[jax.Array, Any], B
     key: PRNG key of this run.
     log_every: steps between tensorboardX/tqdm updates (rounded to whole calls).
     writer: optional tensorboardX SummaryWriter: loss, learning_rate, grad_norm, steps_per_s.
-    checkpointer: optional `checkpoint.Checkpointer`; saves every `checkpoint_every` steps
+    checkpointer: optional `Checkpointer`; saves every `checkpoint_every` steps
       (rounded to whole calls) and at the end, only after the steps were checked finite.
     mesh: optional parallel.make_mesh() mesh: state and data are replicated over it and
       every batch is split over its devices (data parallel).
@@ -331,3 +333,37 @@ def train(state: TrainState, data: Any, draw_batch: Callable[[jax.Array, Any], B
   finally:
     bar.close()
   return state, history
+
+
+class Checkpointer(checkpoint.StepCheckpointer):
+  """Numbered checkpoints of one MDM training run (train.TrainState) in `directory`.
+
+  Each step saves the state's step, params, opt_state and ema_params, and records the MDM
+  fingerprint (`mdm.checkpoint_fingerprint`: architecture and diffusion settings), the full
+  config and the vocabulary size.
+
+  Args:
+    directory: where the step directories live (created if missing).
+    config: the run's config (sections model, diffusion, ...).
+    vocab_size: the word vocabulary size the model was built with.
+    normalization: optional {'mean': (263,), 'std': (263,)} saved with every step.
+    max_to_keep: keep only the newest this many steps (None or <= 0 keeps all).
+  """
+
+  def __init__(self, directory: str | os.PathLike, config: ml_collections.ConfigDict,
+               vocab_size: int, *, normalization: Mapping[str, np.ndarray] | None = None,
+               max_to_keep: int | None = None):
+    super().__init__(directory, mdm.checkpoint_fingerprint(config, vocab_size),
+                     extra={"config": config, "vocab_size": int(vocab_size)},
+                     normalization=normalization, max_to_keep=max_to_keep)
+    self.config = config
+    self.vocab_size = vocab_size
+
+  def _tree(self, state: Any) -> dict[str, Any]:
+    # The TrainState's model and optimizer are code, not arrays: they come from `state`.
+    return {"step": state.step, "params": state.params, "opt_state": state.opt_state,
+            "ema_params": state.ema_params}
+
+  def _untree(self, state: Any, arrays: Any) -> Any:
+    return state.replace(step=arrays["step"], params=arrays["params"],
+                         opt_state=arrays["opt_state"], ema_params=arrays["ema_params"])

@@ -31,14 +31,14 @@ def test_save_restore_next_step_identical(tmp_path):
   state = train.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
   state, _ = train.jit_train_step(state, batch, jax.random.PRNGKey(1))
   norm = {"mean": np.arange(263, dtype=np.float32), "std": np.ones(263, np.float32)}
-  ckpt = checkpoint.Checkpointer(tmp_path, config, VOCAB, normalization=norm)
+  ckpt = train.Checkpointer(tmp_path, config, VOCAB, normalization=norm)
   assert ckpt.latest_step() is None
   with pytest.raises(CheckpointError, match="no checkpoint"):
     ckpt.restore(state)
   assert ckpt.save(state) == 1
 
   fresh = train.create_train_state(config, jax.random.PRNGKey(9), VOCAB)
-  reopened = checkpoint.Checkpointer(tmp_path, config, VOCAB)
+  reopened = train.Checkpointer(tmp_path, config, VOCAB)
   assert reopened.latest_step() == 1
   restored = reopened.restore(fresh)
   assert int(restored.step) == 1
@@ -53,34 +53,34 @@ def test_save_restore_next_step_identical(tmp_path):
 def test_incompatible_config_is_refused(tmp_path):
   config = tiny_config()
   state = train.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
-  checkpoint.Checkpointer(tmp_path, config, VOCAB).save(state)
+  train.Checkpointer(tmp_path, config, VOCAB).save(state)
   wider = tiny_config()
   wider.model.latent_dim = 64
-  other = checkpoint.Checkpointer(tmp_path, wider, VOCAB)
+  other = train.Checkpointer(tmp_path, wider, VOCAB)
   with pytest.raises(CheckpointError, match="model.latent_dim: checkpoint has 32, config has 64"):
     other.restore(state)
   with pytest.raises(CheckpointError, match="model.vocab_size"):
-    checkpoint.Checkpointer(tmp_path, config, VOCAB + 1).restore(state)
+    train.Checkpointer(tmp_path, config, VOCAB + 1).restore(state)
   eps = tiny_config()
   eps.diffusion.prediction = "eps"
   with pytest.raises(CheckpointError, match="diffusion.prediction"):
-    checkpoint.Checkpointer(tmp_path, eps, VOCAB).restore(state)
+    train.Checkpointer(tmp_path, eps, VOCAB).restore(state)
   with pytest.raises(CheckpointError, match="no checkpoint at step 7"):
-    checkpoint.Checkpointer(tmp_path, config, VOCAB).restore(state, step=7)
+    train.Checkpointer(tmp_path, config, VOCAB).restore(state, step=7)
 
 
 # ----------------------------------------------------------------------------- crash mid-save
 
 
-class _Killed(BaseException):
+class SaveKilled(BaseException):
   """Stands for the process dying: not an Exception, so nothing on the way catches it."""
 
 
 async def _die_before_commit(self):
-  raise _Killed(f"killed before renaming {self.get()}")
+  raise SaveKilled(f"killed before renaming {self.get()}")
 
 
-class _Killer:
+class SaveKiller:
   """`arm()` makes orbax saves die after writing their temporary step, before the rename that
   commits it (what a kill mid-save leaves behind); `disarm()` lets them finish again."""
 
@@ -96,8 +96,8 @@ class _Killer:
 
 
 @pytest.fixture
-def killer(monkeypatch) -> _Killer:
-  return _Killer(monkeypatch)
+def killer(monkeypatch) -> SaveKiller:
+  return SaveKiller(monkeypatch)
 
 
 def _step_dirs(directory) -> list[str]:
@@ -110,17 +110,17 @@ def test_mdm_save_killed_midway_keeps_the_previous_step(tmp_path, killer):
   state = train.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
   state, _ = train.jit_train_step(state, jax.tree.map(lambda a: a[:4], data),
                                   jax.random.PRNGKey(1))
-  ckpt = checkpoint.Checkpointer(tmp_path, config, VOCAB, max_to_keep=1)
+  ckpt = train.Checkpointer(tmp_path, config, VOCAB, max_to_keep=1)
   ckpt.save(state)
   saved_params = jax.device_get(state.params)   # the step below donates `state`'s buffers
   later, _ = train.jit_train_step(state, jax.tree.map(lambda a: a[4:], data),
                                   jax.random.PRNGKey(2))
   killer.arm()
-  with pytest.raises(_Killed):
+  with pytest.raises(SaveKilled):
     ckpt.save(later)
   killer.disarm()
   assert any("tmp" in name for name in os.listdir(tmp_path))   # the half-written step 2
-  reopened = checkpoint.Checkpointer(tmp_path, config, VOCAB, max_to_keep=1)
+  reopened = train.Checkpointer(tmp_path, config, VOCAB, max_to_keep=1)
   assert reopened.latest_step() == 1
   restored = reopened.restore(train.create_train_state(config, jax.random.PRNGKey(9), VOCAB))
   _assert_identical(jax.device_get(restored.params), saved_params)
@@ -146,7 +146,7 @@ def test_mdm_checkpoint_in_the_layout_written_before_the_generic_module(tmp_path
                                            "std": np.ones(263, np.float32)})))
   manager.wait_until_finished()
   manager.close()
-  reopened = checkpoint.Checkpointer(tmp_path, config, VOCAB)
+  reopened = train.Checkpointer(tmp_path, config, VOCAB)
   restored = reopened.restore(train.create_train_state(config, jax.random.PRNGKey(9), VOCAB))
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored.params),
                jax.device_get(state.params))
@@ -267,14 +267,14 @@ def test_save_killed_midway_keeps_the_previous_checkpoint(tmp_path, killer):
   second = {"w": np.arange(8, dtype=np.float32) * 2}
   # Into a new directory: nothing appears (it is built aside and renamed when complete).
   killer.arm()
-  with pytest.raises(_Killed):
+  with pytest.raises(SaveKilled):
     checkpoint.save(tmp_path / "new", first, fingerprint)
   killer.disarm()
   assert not (tmp_path / "new").exists() and checkpoint.latest_step(tmp_path / "new") is None
   checkpoint.save(tmp_path / "ckpt", first, fingerprint, step=0)
   # Over an existing checkpoint: the half-written step is ignored, the previous one restores.
   killer.arm()
-  with pytest.raises(_Killed):
+  with pytest.raises(SaveKilled):
     checkpoint.save(tmp_path / "ckpt", second, fingerprint, step=1)
   killer.disarm()
   assert any("tmp" in name for name in os.listdir(tmp_path / "ckpt"))

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from selfconsume import evaluator_record
 from selfconsume.errors import CheckpointError, ConfigError, DataError
 from selfconsume.metrics import retrieval
 from selfconsume.models import evaluator as evaluator_lib
+from tests.test_checkpoint_roundtrip import SaveKilled, SaveKiller
 
 FAMILIES = ("walks", "jumps", "waves", "kicks")
 SPEEDS = ("slowly", "quickly")
@@ -131,7 +135,7 @@ def test_cache_reuses_and_refuses_other_data(trained):
   assert key != evaluator_lib.cache_key(other.fingerprint(), evaluator_lib.smoke_config())
   with pytest.raises(CheckpointError, match="fingerprint"):
     evaluator_lib.load_evaluator(f"{cache}/evaluator-{key}", other)
-  with pytest.raises(CheckpointError, match="not a complete evaluator"):
+  with pytest.raises(CheckpointError, match="missing: no checkpoint"):
     evaluator_lib.load_evaluator(f"{cache}/missing")
 
 
@@ -143,3 +147,120 @@ def test_config_is_resolved_and_checked():
     evaluator_lib.resolve_config({"widht": 3})
   with pytest.raises(ConfigError, match="divisible"):
     evaluator_lib.resolve_config({"width": 30, "num_heads": 4})
+
+
+# ----------------------------------------------------------------------------- saved evaluators
+
+
+def _assert_same_evaluator(a: evaluator_lib.Evaluator, b: evaluator_lib.Evaluator) -> None:
+  assert jax.tree.structure(a.params) == jax.tree.structure(b.params)
+  for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+    x, y = np.asarray(x), np.asarray(y)
+    assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+  for x, y in ((a.mean, b.mean), (a.std, b.std)):
+    assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
+  assert (a.vocab, a.max_frames, a.fingerprint, a.info) == (b.vocab, b.max_frames,
+                                                             b.fingerprint, b.info)
+  assert a.config.to_dict() == b.config.to_dict()
+  assert evaluator_record.fingerprint(a) == evaluator_record.fingerprint(b)
+
+
+def _one_line(info: pytest.ExceptionInfo, *parts: str) -> None:
+  message = str(info.value)
+  assert "\n" not in message and len(message) < 400, message
+  for part in parts:
+    assert part in message, (part, message)
+
+
+def test_saved_evaluator_round_trips_bit_for_bit(trained, tmp_path):
+  train, evaluator, _ = trained
+  path = str(tmp_path / "evaluator")
+  evaluator_lib.save_evaluator(evaluator, path)
+  assert evaluator_lib.is_saved(path)
+  loaded = evaluator_lib.load_evaluator(path, train)
+  _assert_same_evaluator(loaded, evaluator)
+  _assert_same_evaluator(evaluator_lib.load_evaluator(path), evaluator)   # without the data
+  np.testing.assert_array_equal(loaded.embed_texts(["a person walks slowly"]),
+                                evaluator.embed_texts(["a person walks slowly"]))
+
+
+def test_saved_evaluator_refusals_are_one_line(trained, tmp_path, monkeypatch):
+  train, evaluator, _ = trained
+  other, _ = _make_dataset(16, seed=5)
+  path = str(tmp_path / "evaluator")
+  evaluator_lib.save_evaluator(evaluator, path)
+  with pytest.raises(CheckpointError) as info:
+    evaluator_lib.load_evaluator(path, other)
+  _one_line(info, path, f"data_fingerprint: checkpoint has {train.fingerprint()!r}, config has "
+            f"{other.fingerprint()!r}")
+  # One saved by a code of another cache version.
+  with monkeypatch.context() as patch:
+    patch.setattr(evaluator_lib, "CACHE_VERSION", evaluator_lib.CACHE_VERSION - 1)
+    evaluator_lib.save_evaluator(evaluator, str(tmp_path / "older"))
+  with pytest.raises(CheckpointError) as info:
+    evaluator_lib.load_evaluator(str(tmp_path / "older"), train)
+  _one_line(info, f"cache_version: checkpoint has {evaluator_lib.CACHE_VERSION - 1}, config "
+            f"has {evaluator_lib.CACHE_VERSION}")
+  # The msgpack + npz directory of cache version 1.
+  legacy = tmp_path / "legacy"
+  legacy.mkdir()
+  for name in ("params.msgpack", "vocab.json", "meta.json", "normalization.npz"):
+    (legacy / name).write_bytes(b"{}")
+  with pytest.raises(CheckpointError) as info:
+    evaluator_lib.load_evaluator(str(legacy), train)
+  _one_line(info, str(legacy), "older version", "cache version 1")
+  # Truncated arrays.
+  for directory, _, names in os.walk(path):
+    for name in names:
+      if os.sep + "ocdbt.process_0" + os.sep in os.path.join(directory, name):
+        with open(os.path.join(directory, name), "r+b") as f:
+          f.truncate(os.path.getsize(os.path.join(directory, name)) // 2)
+  with pytest.raises(CheckpointError) as info:
+    evaluator_lib.load_evaluator(path, train)
+  _one_line(info, path, "truncated or corrupt")
+
+
+def test_cache_version_enters_the_key_so_old_caches_are_retrained(monkeypatch):
+  config = evaluator_lib.smoke_config()
+  key = evaluator_lib.cache_key("abc", config)
+  monkeypatch.setattr(evaluator_lib, "CACHE_VERSION", evaluator_lib.CACHE_VERSION - 1)
+  assert evaluator_lib.cache_key("abc", config) != key
+
+
+def test_evaluator_save_killed_midway_leaves_nothing(trained, tmp_path, monkeypatch):
+  _, evaluator, _ = trained
+  path = str(tmp_path / "cache" / "evaluator-key")
+  killer = SaveKiller(monkeypatch)
+  killer.arm()
+  with pytest.raises(SaveKilled):
+    evaluator_lib.save_evaluator(evaluator, path)
+  killer.disarm()
+  # No directory that a later run would take for a cached evaluator: it is trained again.
+  assert not os.path.exists(path) and not evaluator_lib.is_saved(path)
+  evaluator_lib.save_evaluator(evaluator, path)
+  _assert_same_evaluator(evaluator_lib.load_evaluator(path), evaluator)
+
+
+def test_workdir_copy_is_loaded_or_refused(trained, tmp_path):
+  train, evaluator, _ = trained
+  workdir = str(tmp_path / "run")
+  os.makedirs(workdir)
+  evaluator_lib.save_evaluator(evaluator, evaluator_record.copy_path(workdir))
+  # An empty cache: the copy is loaded, not retrained.
+  loaded = evaluator_record.load_or_train(workdir, train, evaluator_lib.smoke_config(),
+                                          str(tmp_path / "empty-cache"))
+  _assert_same_evaluator(loaded, evaluator)
+  assert not os.path.exists(tmp_path / "empty-cache")
+  smaller = evaluator_lib.smoke_config()
+  smaller.num_steps = 10
+  with pytest.raises(CheckpointError, match="another config.eval.evaluator"):
+    evaluator_record.load_or_train(workdir, train, smaller, str(tmp_path / "empty-cache"))
+  # A copy in the format of cache version 1 is named, not misread.
+  legacy = tmp_path / "legacy-run"
+  os.makedirs(evaluator_record.copy_path(str(legacy)))
+  with open(os.path.join(evaluator_record.copy_path(str(legacy)), "params.msgpack"), "wb") as f:
+    f.write(b"\x80")
+  with pytest.raises(CheckpointError) as info:
+    evaluator_record.load_or_train(str(legacy), train, evaluator_lib.smoke_config(),
+                                   str(tmp_path / "empty-cache"))
+  _one_line(info, "older version")

@@ -10,7 +10,6 @@ import pytest
 import tensorboardX
 
 from experiments.configs import humanml as humanml_config
-from selfconsume import checkpoint
 from selfconsume import train
 from selfconsume.errors import ConfigError
 from selfconsume.errors import NonFiniteError
@@ -68,7 +67,7 @@ def test_nonfinite_step_keeps_state_and_last_checkpoint(tmp_path):
   config = tiny_config(ema_decay=0.0)
   state = train.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
   data = make_data()
-  ckpt = checkpoint.Checkpointer(tmp_path / "ckpt", config, VOCAB)
+  ckpt = train.Checkpointer(tmp_path / "ckpt", config, VOCAB)
   state, _ = train.train(state, data, draw, 10, jax.random.PRNGKey(1), steps_per_call=10,
                          progress=False, checkpointer=ckpt)
   assert ckpt.latest_step() == 10

@@ -16,7 +16,6 @@ import pytest
 from experiments.configs import gaussian as gaussian_config
 from experiments.configs import humanml as humanml_config
 from experiments.configs import mnist as mnist_config
-from selfconsume import checkpoint
 from selfconsume import train
 from selfconsume import validation
 from selfconsume.data import humanml3d
@@ -206,7 +205,7 @@ def test_non_utf8_text_files_are_data_errors(tmp_path):
 def test_truncated_checkpoint_message_is_one_line(tmp_path):
   config = tiny_config()
   state = train.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
-  checkpoint.Checkpointer(tmp_path, config, VOCAB).save(state)
+  train.Checkpointer(tmp_path, config, VOCAB).save(state)
   truncated = 0
   for directory, _, names in os.walk(tmp_path):
     for name in names:
@@ -217,7 +216,7 @@ def test_truncated_checkpoint_message_is_one_line(tmp_path):
         truncated += 1
   assert truncated
   with pytest.raises(CheckpointError) as info:
-    checkpoint.Checkpointer(tmp_path, config, VOCAB).restore(state)
+    train.Checkpointer(tmp_path, config, VOCAB).restore(state)
   message = str(info.value)
   assert "\n" not in message and len(message) < 400, message
   assert "truncated or corrupt" in message and str(tmp_path) in message

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from selfconsume.errors import DataError
+from selfconsume.outputs import write_json
 
 PAD, UNK = "<pad>", "<unk>"
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
@@ -62,7 +63,6 @@ class Vocabulary:
     return {w: i for i, w in enumerate(self.words)}
 
   def save(self, path: str | os.PathLike) -> None:
-    from selfconsume.outputs import write_json
     write_json(path, {"words": list(self.words)})
 
   @classmethod

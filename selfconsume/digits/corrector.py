@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from sklearn.cluster import KMeans
 
 from selfconsume import loop
 from selfconsume.errors import ConfigError
@@ -32,7 +33,6 @@ def fit_centres(images: np.ndarray, labels: np.ndarray, num_classes: int,
   Returns:
     float32 centres (num_classes, k, H, W, C).
   """
-  from sklearn.cluster import KMeans  # Imported here: only fitting needs scikit-learn.
   images = np.asarray(images, np.float32)
   labels = np.asarray(labels)
   centres = []

@@ -18,6 +18,7 @@ import hashlib
 import os
 
 import numpy as np
+from sklearn import datasets
 
 from selfconsume.errors import ConfigError
 from selfconsume.errors import DataError
@@ -169,7 +170,6 @@ def load_sklearn_digits(test_fraction: float = 0.2, seed: int = 0) -> DigitsData
     test_fraction: share of the images held out as the test set (stratified by class).
     seed: the split's seed.
   """
-  from sklearn import datasets  # Imported here: only this data source needs it.
   if not 0.0 < test_fraction < 1.0:
     raise ConfigError(f"data.test_fraction must lie in (0, 1), got {test_fraction}")
   digits = datasets.load_digits()

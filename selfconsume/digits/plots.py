@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
+import matplotlib
 import numpy as np
+from PIL import Image
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 
 def image_grid(images: np.ndarray, rows: int, cols: int, scale: int = 4) -> np.ndarray:
@@ -26,7 +31,6 @@ def image_grid(images: np.ndarray, rows: int, cols: int, scale: int = 4) -> np.n
 
 def save_grid(path: str, images: np.ndarray, rows: int, cols: int, scale: int = 4) -> str:
   """Writes `image_grid(images, rows, cols)` as a PNG; returns the path."""
-  from PIL import Image  # Imported here: only writing pictures needs Pillow.
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = path + ".tmp.png"
   Image.fromarray(image_grid(images, rows, cols, scale)).save(tmp)
@@ -40,9 +44,6 @@ def plot_curves(path: str, rows: Sequence[dict[str, Any]], metric: str,
 
   The baseline (lambda = 0, no synthetic data) is drawn in every panel as the reference.
   """
-  import matplotlib  # Imported here: only plotting needs matplotlib.
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
 
   colours = {"baseline": "tab:gray", "self_consuming": "tab:red", "self_correcting": "tab:blue"}
   lambdas = list(lambdas) or [0.0]

@@ -22,31 +22,30 @@ import functools
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import tensorboardX
 import tqdm
 
+from selfconsume import checkpoint
 from selfconsume.data import text as text_lib
 from selfconsume.errors import CheckpointError, ConfigError, DataError, NonFiniteError
 from selfconsume.motion.frames import frame_mask
 
 FEATURE_DIM = 263
-# Bumped whenever the architecture or the cache layout changes, so old caches are not reused.
-CACHE_VERSION = 1
-_PARAMS_FILE = "params.msgpack"
-_VOCAB_FILE = "vocab.json"
-_META_FILE = "meta.json"
-_NORM_FILE = "normalization.npz"
+# Bumped whenever the architecture or the cache layout changes: it enters the cache key, so an
+# old cache is never found (the evaluator is retrained), and a saved evaluator's fingerprint,
+# so an old copy is refused. 2: selfconsume.checkpoint (orbax) instead of msgpack + npz files.
+CACHE_VERSION = 2
+# The params file of version 1, to name such a directory when it is met.
+_LEGACY_PARAMS_FILE = "params.msgpack"
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -397,7 +396,6 @@ def train_evaluator(dataset, config: ml_collections.ConfigDict, *,
                                       config.temperature))
   writer = None
   if log_dir:
-    import tensorboardX  # only needed when logging
     writer = tensorboardX.SummaryWriter(log_dir)
   start_time = time.time()
   metrics = {}
@@ -463,33 +461,31 @@ def cache_key(fingerprint: str, config: ml_collections.ConfigDict) -> str:
   return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def save_evaluator(evaluator: Evaluator, path: str) -> str:
-  """Writes the evaluator into directory `path` atomically (built aside, then renamed).
+def _checkpoint_fingerprint(data_fingerprint: str) -> dict[str, Any]:
+  """What a saved evaluator must match to be loaded: this code's cache layout and its data."""
+  return {"cache_version": CACHE_VERSION, "data_fingerprint": data_fingerprint}
 
-  If `path` already exists (another process finished first) it is left as it is.
+
+def is_saved(path: str) -> bool:
+  """Whether `path` holds a complete evaluator in this code's format."""
+  return checkpoint.latest_step(path) is not None
+
+
+def save_evaluator(evaluator: Evaluator, path: str) -> str:
+  """Writes the evaluator into checkpoint directory `path` (selfconsume.checkpoint).
+
+  The directory appears only once complete (built aside, then renamed). If `path` already
+  holds an evaluator (another process finished first) it is left as it is.
   """
-  from selfconsume.outputs import write_json
-  parent = os.path.dirname(os.path.abspath(path))
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-evaluator-")
-  try:
-    with open(os.path.join(tmp, _PARAMS_FILE), "wb") as f:
-      f.write(flax.serialization.msgpack_serialize(evaluator.params))
-    evaluator.vocab.save(os.path.join(tmp, _VOCAB_FILE))
-    np.savez(os.path.join(tmp, _NORM_FILE), mean=evaluator.mean, std=evaluator.std)
-    write_json(os.path.join(tmp, _META_FILE), {
-        "version": CACHE_VERSION, "fingerprint": evaluator.fingerprint,
-        "key": cache_key(evaluator.fingerprint, evaluator.config),
-        "config": evaluator.config.to_dict(), "max_frames": evaluator.max_frames,
-        "info": evaluator.info})
-    try:
-      os.rename(tmp, path)
-    except OSError:
-      if not os.path.isdir(path):
-        raise
-  finally:
-    if os.path.isdir(tmp):
-      shutil.rmtree(tmp)
+  if is_saved(path):
+    return path
+  checkpoint.save(
+      path, {"params": evaluator.params, "mean": np.asarray(evaluator.mean, np.float32),
+             "std": np.asarray(evaluator.std, np.float32)},
+      _checkpoint_fingerprint(evaluator.fingerprint),
+      {"key": cache_key(evaluator.fingerprint, evaluator.config),
+       "config": evaluator.config.to_dict(), "max_frames": int(evaluator.max_frames),
+       "vocab": list(evaluator.vocab.words), "info": evaluator.info})
   return path
 
 
@@ -498,30 +494,25 @@ def load_evaluator(path: str, dataset=None) -> Evaluator:
 
   If `dataset` is given, its fingerprint must be the one the evaluator was trained on;
   otherwise CheckpointError (an evaluator of other data would give incomparable numbers).
+  Also a one-line CheckpointError when `path` holds no evaluator, a truncated one, or one of
+  another cache version (e.g. the msgpack files of version 1).
   """
-  meta_path = os.path.join(path, _META_FILE)
+  if os.path.exists(os.path.join(path, _LEGACY_PARAMS_FILE)):
+    raise CheckpointError(f"{path}: an evaluator saved by an older version of this code "
+                          f"(cache version 1, now {CACHE_VERSION}); delete it to retrain")
+  saved, extra = checkpoint.read_meta(path)
+  data_fingerprint = (saved.get("data_fingerprint") if dataset is None
+                      else dataset.fingerprint())
+  tree = checkpoint.restore(path, None, _checkpoint_fingerprint(data_fingerprint))
   try:
-    with open(meta_path) as f:
-      meta = json.load(f)
-    with open(os.path.join(path, _PARAMS_FILE), "rb") as f:
-      params = flax.serialization.msgpack_restore(f.read())
-    norm = np.load(os.path.join(path, _NORM_FILE))
-    mean, std = norm["mean"], norm["std"]
-  except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-    raise CheckpointError(f"{path}: not a complete evaluator cache ({e})") from e
-  if meta.get("version") != CACHE_VERSION:
-    raise CheckpointError(f"{meta_path}: evaluator cache version {meta.get('version')} "
-                          f"!= {CACHE_VERSION} of this code; delete it to retrain")
-  if dataset is not None and dataset.fingerprint() != meta["fingerprint"]:
-    raise CheckpointError(
-        f"{path}: evaluator was trained on data with fingerprint {meta['fingerprint']} "
-        f"({meta['info'].get('dataset_root')} [{meta['info'].get('dataset_split')}]) but the "
-        f"given dataset {dataset.root} [{dataset.split}] has fingerprint "
-        f"{dataset.fingerprint()}; refusing to reuse it")
-  config = ml_collections.ConfigDict(meta["config"])
-  vocab = text_lib.Vocabulary.load(os.path.join(path, _VOCAB_FILE))
-  return Evaluator(params=params, config=config, vocab=vocab, max_frames=int(meta["max_frames"]),
-                   mean=mean, std=std, fingerprint=meta["fingerprint"], info=meta["info"])
+    config = ml_collections.ConfigDict(extra["config"])
+    vocab = text_lib.Vocabulary(tuple(extra["vocab"]))
+    max_frames, info = int(extra["max_frames"]), dict(extra["info"])
+  except (KeyError, TypeError, ValueError) as e:
+    raise CheckpointError(f"{path}: incomplete evaluator metadata ({type(e).__name__}: {e}); "
+                          "truncated or corrupt?") from e
+  return Evaluator(params=tree["params"], config=config, vocab=vocab, max_frames=max_frames,
+                   mean=tree["mean"], std=tree["std"], fingerprint=data_fingerprint, info=info)
 
 
 def default_cache_dir() -> str:
@@ -540,7 +531,7 @@ def get_or_train_evaluator(dataset, config: ml_collections.ConfigDict,
   config = resolve_config(config)
   cache_dir = cache_dir or default_cache_dir()
   path = os.path.join(cache_dir, f"evaluator-{cache_key(dataset.fingerprint(), config)}")
-  if os.path.isdir(path):
+  if is_saved(path):
     return load_evaluator(path, dataset)
   evaluator = train_evaluator(dataset, config, log_dir=log_dir, progress=progress)
   save_evaluator(evaluator, path)

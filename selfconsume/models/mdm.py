@@ -59,6 +59,21 @@ def resolved_model_config(model: ml_collections.ConfigDict, vocab_size: int
   return out
 
 
+def checkpoint_fingerprint(config: ml_collections.ConfigDict, vocab_size: int
+                           ) -> dict[str, dict]:
+  """What a checkpoint of this model records and must match on restore.
+
+  The architecture fields of the resolved model config (they fix the parameter shapes and the
+  function computed) and the diffusion settings the denoiser was trained for; dropout and the
+  training settings may change between a save and a restore.
+  """
+  model = resolved_model_config(config.model, vocab_size)
+  # `prediction` defaults to x0 as in `make_generate_fn`; a missing schedule field is None.
+  diffusion = {"schedule": None, "num_steps": None, "prediction": "x0"}
+  return {"model": {k: model[k] for k in ARCHITECTURE_FIELDS},
+          "diffusion": {k: config.diffusion.get(k, default) for k, default in diffusion.items()}}
+
+
 def build_model(model: ml_collections.ConfigDict, vocab_size: int) -> "MDM":
   """The MDM module described by `config.model` for a vocabulary of `vocab_size` words."""
   c = resolved_model_config(model, vocab_size)
