@@ -233,19 +233,11 @@ def test_missing_and_mismatching_checkpoints_are_one_line_errors(tmp_path):
   _one_line(info, "no checkpoint at step 4")
 
 
-def test_truncated_or_corrupt_checkpoint_is_a_one_line_error(tmp_path):
+def test_truncated_or_corrupt_checkpoint_is_a_one_line_error(tmp_path, truncate_checkpoint):
   tree = {"w": np.arange(4096, dtype=np.float32), "b": np.ones(3, np.int32)}
   fingerprint = {"hash": "abc"}
   checkpoint.save(tmp_path / "arrays", tree, fingerprint)
-  truncated = 0
-  for directory, _, names in os.walk(tmp_path / "arrays"):
-    for name in names:
-      path = os.path.join(directory, name)
-      if os.sep + "ocdbt.process_0" + os.sep in path and os.path.getsize(path) > 1000:
-        with open(path, "r+b") as f:
-          f.truncate(os.path.getsize(path) // 2)
-        truncated += 1
-  assert truncated
+  assert truncate_checkpoint(tmp_path / "arrays", min_bytes=1000)
   with pytest.raises(CheckpointError) as info:
     checkpoint.restore(tmp_path / "arrays", tree, fingerprint)
   _one_line(info, str(tmp_path / "arrays"), "truncated or corrupt")

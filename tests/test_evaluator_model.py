@@ -184,7 +184,8 @@ def test_saved_evaluator_round_trips_bit_for_bit(trained, tmp_path):
                                 evaluator.embed_texts(["a person walks slowly"]))
 
 
-def test_saved_evaluator_refusals_are_one_line(trained, tmp_path, monkeypatch):
+def test_saved_evaluator_refusals_are_one_line(trained, tmp_path, monkeypatch,
+                                              truncate_checkpoint):
   train, evaluator, _ = trained
   other, _ = _make_dataset(16, seed=5)
   path = str(tmp_path / "evaluator")
@@ -210,11 +211,7 @@ def test_saved_evaluator_refusals_are_one_line(trained, tmp_path, monkeypatch):
     evaluator_lib.load_evaluator(str(legacy), train)
   _one_line(info, str(legacy), "older version", "cache version 1")
   # Truncated arrays.
-  for directory, _, names in os.walk(path):
-    for name in names:
-      if os.sep + "ocdbt.process_0" + os.sep in os.path.join(directory, name):
-        with open(os.path.join(directory, name), "r+b") as f:
-          f.truncate(os.path.getsize(os.path.join(directory, name)) // 2)
+  assert truncate_checkpoint(path)
   with pytest.raises(CheckpointError) as info:
     evaluator_lib.load_evaluator(path, train)
   _one_line(info, path, "truncated or corrupt")

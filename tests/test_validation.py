@@ -7,7 +7,6 @@ command's exit code and console line are tested in tests/test_workdir_runs.py.
 
 from __future__ import annotations
 
-import os
 
 import jax
 import numpy as np
@@ -202,19 +201,11 @@ def test_non_utf8_text_files_are_data_errors(tmp_path):
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def test_truncated_checkpoint_message_is_one_line(tmp_path):
+def test_truncated_checkpoint_message_is_one_line(tmp_path, truncate_checkpoint):
   config = tiny_config()
   state = train.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
   train.Checkpointer(tmp_path, config, VOCAB).save(state)
-  truncated = 0
-  for directory, _, names in os.walk(tmp_path):
-    for name in names:
-      path = os.path.join(directory, name)
-      if os.sep + "ocdbt.process_0" + os.sep in path and os.path.getsize(path) > 1000:
-        with open(path, "r+b") as f:
-          f.truncate(os.path.getsize(path) // 2)
-        truncated += 1
-  assert truncated
+  assert truncate_checkpoint(tmp_path, min_bytes=1000)
   with pytest.raises(CheckpointError) as info:
     train.Checkpointer(tmp_path, config, VOCAB).restore(state)
   message = str(info.value)
