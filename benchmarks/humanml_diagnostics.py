@@ -1,0 +1,116 @@
+r"""Two questions about a finished motion run, answered from its checkpoints.
+
+  python -m benchmarks.humanml_diagnostics --workdir=runs/humanml_seeds/seed_0 --seed=0 \
+      --corpus_dir=runs/humanml_seeds/corpus
+
+1. What does correction do to the loop's data? For generation 0 and the last generation of
+   every variant, 64 motions sampled as the loop samples them (its prompts and sampler) are
+   scored by the physical metrics (float, penetrate, skate, jerk) before and after physics
+   correction; the real training motions are scored for reference.
+2. Is baseline's change at generation 1 the fresh optimizer's? Generation 0 is fine-tuned on
+   the real motions for `train.generation_steps` steps with the loop's generation-1 key, once
+   with a fresh AdamW (what the loop does: it reproduces baseline's generation-1 row) and once
+   with the AdamW moments carried over, and both are evaluated like a generation.
+
+Writes WORKDIR/diagnostics.json and prints it as one JSON line last. Needs the run's
+checkpoints of generation 0 and of the last generation (`outputs.keep_checkpoints` >= 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+import jax
+
+from experiments.configs import humanml as humanml_config
+from selfconsume import motion_loop
+from selfconsume import outputs
+from selfconsume import sweep
+
+PHYSICAL = ("float_mm", "penetrate_mm", "skate", "jerk")
+
+
+def _config(args) -> Any:
+  config = humanml_config.get_config(args.preset)
+  config.seed = args.seed
+  if args.corpus_dir:
+    config.data.corpus_dir = args.corpus_dir
+  return config
+
+
+def correction_effect(config, workdir: str, count: int) -> dict[str, Any]:
+  """Physical metrics of loop samples before and after correction, per checkpoint."""
+  data = motion_loop.load_data(config, workdir)
+  model = motion_loop.MotionModel(config, data.vocab, data.train.mean, data.train.std)
+  components = motion_loop.build_components(config, workdir)
+  n, ratio = int(config.loop.sizes[0]), float(config.loop.lambdas[-1])
+  last = int(config.loop.generations)
+
+  def physics(motions: jax.Array, lengths: jax.Array) -> dict[str, float]:
+    summary = motion_loop.physics_summary(model.joints(motions, lengths), lengths)
+    return {k: float(summary[k]) for k in PHYSICAL}
+
+  real = components.real_buffer(n)
+  out: dict[str, Any] = {"real_training_motions": physics(real.data["motion"],
+                                                          real.data["lengths"])}
+  checkpoints = {"generation0": sweep.generation_dir(sweep.run_dir(workdir, n, None, None), 0)}
+  for variant in config.loop.variants:
+    run = sweep.run_dir(workdir, n, 0.0 if variant == "baseline" else ratio, variant)
+    checkpoints[f"{variant}_gen{last}"] = sweep.generation_dir(run, last)
+  template = components.init(jax.random.PRNGKey(0))
+  key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0xD1A6)
+  for name, directory in checkpoints.items():
+    state = components.restore(os.path.join(directory, "state"), template)
+    sampled = components.sample(state, components.synthetic_buffer(n, count / n), key, n, ratio)
+    corrected, metrics = components.correct(key, sampled)
+    out[name] = {"sampled": physics(sampled.data["motion"], sampled.data["lengths"]),
+                 "corrected": physics(corrected.data["motion"], corrected.data["lengths"]),
+                 "tracking_error_m": float(metrics["tracking_error_m"]),
+                 "resets": float(metrics["resets"])}
+    print(name, json.dumps(out[name]), flush=True)
+  return out
+
+
+def optimizer_at_generation1(config, workdir: str) -> dict[str, Any]:
+  """Baseline's generation 1 with a fresh and with a carried-over AdamW."""
+  n = int(config.loop.sizes[0])
+  steps = int(config.train.generation_steps[0])
+  # The loop's key of baseline's generation 1, split as loop.run_generation splits it.
+  fit_key = jax.random.split(sweep.generation_key(int(config.seed), n, 0.0, "baseline", 1), 4)[3]
+  gen0 = os.path.join(sweep.generation_dir(sweep.run_dir(workdir, n, None, None), 0), "state")
+  out = {}
+  for fresh in (True, False):
+    run_config = config.copy_and_resolve_references()
+    run_config.train.fresh_optimizer = fresh
+    components = motion_loop.build_components(run_config, workdir)
+    state = components.restore(gen0, components.init(jax.random.PRNGKey(0)))
+    state, _ = components.fit(state, components.real_buffer(n), fit_key, steps)
+    row = components.evaluate(state, sweep.evaluation_key(int(config.seed)))
+    out["fresh_adamw" if fresh else "carried_adamw"] = {
+        "fid": float(row["fid"]), "fid_ci95": float(row.get("fid_ci95", float("nan"))),
+        "diversity": float(row["diversity"]), "r_precision_top3": float(row["r_precision"][2])}
+    print(json.dumps(out), flush=True)
+  return out
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--workdir", required=True, help="a finished run of the motion config")
+  parser.add_argument("--preset", default="")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--corpus_dir", default="", help="the run's corpus (config.data.corpus_dir)")
+  parser.add_argument("--count", type=int, default=64, help="loop samples per checkpoint")
+  args = parser.parse_args(argv)
+  config = _config(args)
+  result = {"benchmark": "humanml_diagnostics", "workdir": args.workdir, "seed": args.seed,
+            "correction_effect": correction_effect(config, args.workdir, args.count),
+            "generation1_optimizer": optimizer_at_generation1(config, args.workdir)}
+  outputs.write_json(os.path.join(args.workdir, "diagnostics.json"), result)
+  print(json.dumps(result))
+
+
+if __name__ == "__main__":
+  main()
