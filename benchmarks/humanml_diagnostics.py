@@ -3,6 +3,8 @@ r"""Two questions about a finished motion run, answered from its checkpoints.
   python -m benchmarks.humanml_diagnostics --workdir=runs/humanml_seeds/seed_0 --seed=0 \
       --corpus_dir=runs/humanml_seeds/corpus
 
+The config must be the run's: --preset, --seed, --corpus_dir and any --override it ran with.
+
 1. What does correction do to the loop's data? For generation 0 and the last generation of
    every variant, 64 motions sampled as the loop samples them (its prompts and sampler) are
    scored by the physical metrics (float, penetrate, skate, jerk) before and after physics
@@ -25,6 +27,7 @@ from typing import Any
 
 import jax
 
+from benchmarks.humanml_seeds import apply_override
 from experiments.configs import humanml as humanml_config
 from selfconsume import motion_loop
 from selfconsume import outputs
@@ -38,6 +41,8 @@ def _config(args) -> Any:
   config.seed = args.seed
   if args.corpus_dir:
     config.data.corpus_dir = args.corpus_dir
+  for assignment in args.override:
+    apply_override(config, assignment)
   return config
 
 
@@ -103,6 +108,8 @@ def main(argv=None) -> None:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--corpus_dir", default="", help="the run's corpus (config.data.corpus_dir)")
   parser.add_argument("--count", type=int, default=64, help="loop samples per checkpoint")
+  parser.add_argument("--override", action="append", default=[],
+                      help="config assignment section.field=value, as the run had it")
   args = parser.parse_args(argv)
   config = _config(args)
   result = {"benchmark": "humanml_diagnostics", "workdir": args.workdir, "seed": args.seed,

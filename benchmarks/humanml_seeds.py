@@ -54,7 +54,7 @@ FIGURE_METRICS = ("fid", "r_precision_top3", "float_mm", "penetrate_mm", "skate"
 PHYSICAL = ("float_mm", "penetrate_mm", "skate")
 
 
-def _override(config, assignment: str) -> None:
+def apply_override(config, assignment: str) -> None:
   """'section.field=value' with the value parsed like the existing field (tuples: a,b)."""
   name, value = assignment.split("=", 1)
   *path, field = name.split(".")
@@ -197,7 +197,7 @@ def main(argv=None) -> None:
     config.seed = seed
     config.data.corpus_dir = config.data.corpus_dir or os.path.join(args.workdir, "corpus")
     for assignment in args.override:
-      _override(config, assignment)
+      apply_override(config, assignment)
     workdir = os.path.join(args.workdir, f"seed_{seed}")
     start = time.time()
     humanml.run(config, workdir)

@@ -14,6 +14,7 @@ import shutil
 import numpy as np
 import pytest
 
+from benchmarks import humanml_diagnostics
 from experiments import humanml
 from experiments import sample as sample_cli
 from experiments.configs import humanml as humanml_config
@@ -271,3 +272,24 @@ def test_evaluate_command_reproduces_a_row_and_refuses_another_evaluator(smoke_r
   assert done.returncode == 2, done.stderr
   errors_lines = [l for l in done.stderr.splitlines() if l.startswith("error:")]
   assert len(errors_lines) == 1 and "evaluator" in errors_lines[0] and "Traceback" not in done.stderr
+
+
+def test_diagnostics_reproduce_generation1_and_correction_removes_penetration(smoke_run):
+  root, workdir, _ = smoke_run
+  config = _smoke_config(root)
+  humanml_diagnostics.main([
+      f"--workdir={workdir}", "--preset=smoke", f"--seed={config.seed}",
+      f"--corpus_dir={config.data.corpus_dir}", "--count=4",
+      f"--override=eval.evaluator_cache={config.eval.evaluator_cache}"])
+  result = outputs.read_json(workdir / "diagnostics.json")
+  effect = result["correction_effect"]
+  last = f"self_correcting_gen{config.loop.generations}"
+  assert set(effect) >= {"real_training_motions", "generation0", last}
+  for name in ("generation0", last):
+    assert effect[name]["corrected"]["penetrate_mm"] < 0.1   # the simulated feet stay above
+  # A fresh AdamW on the real motions with the loop's key is the loop's own generation 1.
+  baseline_1 = next(r for r in outputs.read_jsonl(workdir / "metrics.jsonl")
+                    if r["variant"] == "baseline" and r["generation"] == 1)
+  optimizer = result["generation1_optimizer"]
+  assert optimizer["fresh_adamw"]["fid"] == baseline_1["fid"]
+  assert optimizer["carried_adamw"]["fid"] != baseline_1["fid"]
