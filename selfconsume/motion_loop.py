@@ -3,8 +3,8 @@ sampling, physics correction, evaluation, checkpoints and videos.
 
 `build_components(config, workdir)` wires the data (selfconsume.data), MDM
 (selfconsume.models.mdm, selfconsume.train), the physics corrector (selfconsume.physics) and
-the evaluator (selfconsume.evaluation) into the functions `experiments/humanml.py` drives
-through `selfconsume.loop.run_generation`.
+the evaluator (selfconsume.evaluation) into the `sweep.Components` that `selfconsume.sweep`
+drives through `selfconsume.loop.run_generation`.
 
 An example in a loop Buffer is a dict
   'motion'       (frames, 263) float32, normalised, zero on padded frames

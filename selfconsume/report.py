@@ -17,7 +17,7 @@ correction_floor.json, evaluator.json, videos/) and writes one HTML page:
   config       each run's config.json
 
 Figures are embedded; videos and 3-D views are linked by relative paths, so the page works
-in place (or moved together with the workdirs). `experiments/humanml.py` writes it at the end
+in place (or moved together with the workdirs). `selfconsume.sweep` writes it at the end
 of every run; `python -m experiments.report --workdir=RUN [RUN ...]` on demand.
 """
 
