@@ -290,6 +290,14 @@ def _squat_root(legs: _Legs, back: float, height: float, pitch: float) -> list:
   return list(_root_from_hips(hips, pitch))
 
 
+def _toe_squat(rng, legs: _Legs, pitch: float) -> dict:
+  """The deep squat on the tucked toes, the pose between kneeling and standing (both ways)."""
+  return dict(theta=_TOE_TUCK, root=_squat_root(legs, rng.uniform(0.12, 0.16),
+                                                rng.uniform(0.26, 0.30), pitch),
+              pelvis_pitch=pitch, pitch=rng.uniform(0.15, 0.3), pole_w=1.0,
+              flex=np.full(2, rng.uniform(0.9, 1.3)), elbow=np.full(2, 0.3))
+
+
 def _get_down(rng, tempo: float, legs: _Legs, upright: bool) -> list:
   """Standing -> deep squat on the tucked toes (the weight over them) -> knees down onto the
   floor in front, sitting back towards the heels [-> kneeling upright]. The drop onto the
@@ -298,11 +306,7 @@ def _get_down(rng, tempo: float, legs: _Legs, upright: bool) -> list:
   sit = np.deg2rad(rng.uniform(-58, -52))
   pitch = rng.uniform(0.05, 0.15)
   steps = [
-      ("toe", _seconds(rng, 0.8, 1.1, tempo), dict(
-          theta=_TOE_TUCK, root=_squat_root(legs, rng.uniform(0.12, 0.16),
-                                            rng.uniform(0.26, 0.30), pitch),
-          pelvis_pitch=pitch, pitch=rng.uniform(0.15, 0.3), pole_w=1.0,
-          flex=np.full(2, rng.uniform(0.9, 1.3)), elbow=np.full(2, 0.3))),
+      ("toe", _seconds(rng, 0.8, 1.1, tempo), _toe_squat(rng, legs, pitch)),
       ("knee", _seconds(rng, 0.4, 0.6, tempo), dict(
           alpha=sit, pelvis_pitch=0.1, pitch=rng.uniform(0.35, 0.5), flex=np.full(2, 0.5))),
   ]
@@ -329,11 +333,7 @@ def _get_up(rng, tempo: float, legs: _Legs, stand: dict, from_fours: bool) -> li
           alpha=sit, pelvis_pitch=0.1, pitch=rng.uniform(0.35, 0.5), head_pitch=0.0,
           flex=np.full(2, 0.5), elbow=np.full(2, 0.5), hand_w=np.zeros(2),
           elbow_pole=stand["elbow_pole"])),
-      ("toe", _seconds(rng, 0.4, 0.6, tempo), dict(
-          theta=_TOE_TUCK, root=_squat_root(legs, rng.uniform(0.12, 0.16),
-                                            rng.uniform(0.26, 0.30), pitch),
-          pelvis_pitch=pitch, pitch=rng.uniform(0.15, 0.3), pole_w=1.0,
-          flex=np.full(2, rng.uniform(0.9, 1.3)), elbow=np.full(2, 0.3))),
+      ("toe", _seconds(rng, 0.4, 0.6, tempo), _toe_squat(rng, legs, pitch)),
       ("toe", _seconds(rng, 0.8, 1.1, tempo), dict(
           theta=0.0, root=stand["root"], pelvis_pitch=0.0, pitch=stand["pitch"], pole_w=0.0,
           head_pitch=stand["head_pitch"], flex=stand["flex"], abduct=stand["abduct"],
