@@ -336,7 +336,9 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       if start_generation == 0:
         outputs.append_jsonl(metrics_path, [{**base_row, "generation": 0, **gen0_metrics}])
 
-      def sample_fn(train_state, previous: loop.Buffer, key: jax.Array) -> loop.Buffer:
+      def sample_fn(train_state, real: loop.Buffer, previous: loop.Buffer, key: jax.Array
+                    ) -> loop.Buffer:
+        del real  # unconditional in the data: labels are drawn balanced
         label_key, image_key = jax.random.split(key)
         labels = model_lib.balanced_labels(previous.capacity, data.num_classes, label_key)
         images = sample_images(train_state.params, labels, image_key)

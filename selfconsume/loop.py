@@ -19,6 +19,7 @@ mask, so the shapes a jitted function sees never change from one generation to t
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Mapping
 
@@ -147,8 +148,9 @@ def init_state(train_state: PyTree, real: Buffer, synthetic: Buffer, key: jax.Ar
                    generation=jnp.zeros((), jnp.int32))
 
 
-# model_{t-1}, previous synthetic buffer, key -> new synthetic buffer
-SampleFn = Callable[[PyTree, Buffer, jax.Array], Buffer]
+# model_{t-1}, real buffer (e.g. the prompts of conditional models), previous synthetic
+# buffer (its capacity is the number to draw), key -> new synthetic buffer
+SampleFn = Callable[[PyTree, Buffer, Buffer, jax.Array], Buffer]
 # key, synthetic buffer -> (corrected buffer, metrics)
 CorrectFn = Callable[[jax.Array, Buffer], tuple[Buffer, Metrics]]
 # model_{t-1}, training set (real + synthetic), key -> (model_t, metrics)
@@ -156,34 +158,41 @@ FitFn = Callable[[PyTree, Buffer, jax.Array], tuple[PyTree, Metrics]]
 
 
 def run_generation(state: LoopState, *, variant: str, sample_fn: SampleFn,
-                   correct_fn: CorrectFn | None, fit_fn: FitFn
-                   ) -> tuple[LoopState, dict[str, Any]]:
+                   correct_fn: CorrectFn | None, fit_fn: FitFn, return_samples: bool = False
+                   ) -> tuple[LoopState, dict[str, Any]] | tuple[LoopState, dict[str, Any],
+                                                                 Buffer | None]:
   """One generation of the loop: sample -> correct -> mix -> fit.
 
-  Pure: jit it (with `variant` and the functions static) when the functions are jit-able,
-  or call it eagerly when they run their own jitted pieces (the motion experiment).
+  Pure: jit it (with `variant` and the functions static) when the functions are jit-able
+  (`make_generation`), or call it eagerly when they run their own jitted pieces.
 
   Args:
     state: the loop state after generation t-1.
     variant: one of VARIANTS.
-    sample_fn: draws synthetic examples from model t-1. It receives the previous synthetic
-      buffer too, so experiments that accumulate synthetic sets across generations (the
-      Gaussian toy) can do so.
+    sample_fn: draws synthetic examples from model t-1. It receives the real buffer (a
+      conditional model draws its prompts from it) and the previous synthetic buffer, so
+      experiments that accumulate synthetic sets across generations (the Gaussian toy) can.
     correct_fn: the correction operator pi_gamma; used by `self_correcting` only.
     fit_fn: fits model t, warm-started from model t-1, on the real + synthetic examples.
 
+    return_samples: also return the synthetic buffer as sampled, before correction
+      (None for baseline), e.g. to show what the correction changed.
+
   Returns:
-    (state after generation t, metrics of sampling, correction and fitting).
+    (state after generation t, metrics of sampling, correction and fitting), and the
+    samples when `return_samples`.
   """
   if variant not in VARIANTS:
     raise ConfigError(f"variant must be one of {VARIANTS}, got {variant!r}")
   key, sample_key, correct_key, fit_key = jax.random.split(state.key, 4)
   metrics: dict[str, Any] = {}
   synthetic = state.synthetic
+  sampled = None
   if variant == "baseline":
     training_set = state.real
   else:
-    synthetic = sample_fn(state.train_state, state.synthetic, sample_key)
+    synthetic = sampled = sample_fn(state.train_state, state.real, state.synthetic,
+                                    sample_key)
     if variant == "self_correcting":
       if correct_fn is None:
         raise ConfigError("the self_correcting variant needs a correction function")
@@ -194,4 +203,36 @@ def run_generation(state: LoopState, *, variant: str, sample_fn: SampleFn,
   metrics.update(fit_metrics)
   new_state = LoopState(train_state=train_state, real=state.real, synthetic=synthetic,
                         key=key, generation=state.generation + 1)
+  if return_samples:
+    return new_state, metrics, sampled
   return new_state, metrics
+
+
+GenerationFn = Callable[[LoopState], tuple[LoopState, dict[str, Any], Buffer | None]]
+
+
+def make_generation(*, variant: str, sample_fn: SampleFn, correct_fn: CorrectFn | None,
+                    fit_fn: FitFn, fused: bool = True) -> GenerationFn:
+  """One generation as a compiled function: state -> (state, metrics, samples).
+
+  The functions must be jit-able. `fused` compiles the whole generation (sample -> correct
+  -> mix -> fit) into one program: the host hands it the state and waits once. Otherwise
+  the stages are compiled one by one and the host waits for each before starting the next
+  (what an eager driver does); same stages, same keys, so the two differ only in time and
+  in the last bits of floating-point rounding XLA's fusion may change.
+  """
+  if variant not in VARIANTS:
+    raise ConfigError(f"variant must be one of {VARIANTS}, got {variant!r}")
+  if fused:
+    return jax.jit(functools.partial(run_generation, variant=variant, sample_fn=sample_fn,
+                                     correct_fn=correct_fn, fit_fn=fit_fn,
+                                     return_samples=True))
+
+  def staged(fn):
+    compiled = jax.jit(fn)
+    return lambda *args: jax.block_until_ready(compiled(*args))  # the host waits here
+
+  return functools.partial(
+      run_generation, variant=variant, sample_fn=staged(sample_fn),
+      correct_fn=None if correct_fn is None else staged(correct_fn), fit_fn=staged(fit_fn),
+      return_samples=True)

@@ -127,6 +127,21 @@ def load_subset(config: ml_collections.ConfigDict, data: MotionData, n: int) -> 
   return subset
 
 
+def caption_slots(config: ml_collections.ConfigDict, data: MotionData) -> int:
+  """Captions kept per example: the most any training motion has, at most
+  config.text.max_captions."""
+  most = max(1, max(len(c) for c in data.train.captions))
+  return min(most, int(config.text.get("max_captions", 8)))
+
+
+def real_examples(config: ml_collections.ConfigDict, data: MotionData, n: int) -> loop.Buffer:
+  """The loop's buffer of the n real training motions (`load_subset`), every caption."""
+  subset = load_subset(config, data, n)
+  return loop.make_buffer(encode_examples(
+      subset.motions, subset.lengths, subset.captions, data.vocab, int(config.text.max_len),
+      caption_slots(config, data)))
+
+
 def encode_examples(motions: np.ndarray, lengths: np.ndarray,
                     captions: Sequence[Sequence[str]], vocab: text_lib.Vocabulary,
                     max_len: int, max_captions: int) -> Example:
@@ -155,6 +170,12 @@ def training_batch(key: jax.Array, buffer: loop.Buffer, batch_size: int) -> dict
   rows = jnp.arange(batch_size)
   return {"motion": ex["motion"], "lengths": ex["lengths"],
           "text_ids": ex["text_ids"][rows, pick], "text_mask": ex["text_mask"][rows, pick]}
+
+
+def fresh_optimizer(state: Any) -> Any:
+  """The paper fine-tunes each generation with a new AdamW: moments and bias correction
+  start afresh, only the weights carry over."""
+  return state.replace(opt_state=state.tx.init(state.params))
 
 
 def draw_prompts(key: jax.Array, real: loop.Buffer, count: int) -> tuple[jax.Array, jax.Array]:
@@ -260,6 +281,7 @@ class MotionModel:
     self.mesh = parallel.make_mesh() if jax.device_count() > 1 else None
     if self.mesh is not None:
       parallel.check_batch_size(int(config.train.batch_size), self.mesh)
+      parallel.check_batch_size(self.batch_size, self.mesh, "config.loop.sample_batch_size")
 
   def init(self, key: jax.Array) -> Any:
     return self._train.create_train_state(self.config, key, self.vocab.size)
@@ -336,18 +358,14 @@ class MotionModel:
     return state, {"train_loss": progress.mean()}
 
   def sample(self, state: Any, text_ids: jax.Array, text_mask: jax.Array, lengths: jax.Array,
-             key: jax.Array, *, for_loop: bool = False) -> jax.Array:
-    """Normalised motions (B, frames, 263) for any B, in fixed-size batches.
-
-    `for_loop` samples with the loop's settings (config.loop.sampling), else with the
-    evaluation's (config.sampling).
-    """
-    generate = self.generate_loop if for_loop else self.generate
+             key: jax.Array) -> jax.Array:
+    """Normalised motions (B, frames, 263) for any B, in fixed-size batches, with the
+    evaluation's settings (config.sampling): the sampler between generations."""
     num = lengths.shape[0]
     out = []
     for b, start in enumerate(range(0, num, self.batch_size)):
       rows = jnp.arange(start, start + self.batch_size) % num
-      motions = generate(state.sampling_params(),
+      motions = self.generate(state.sampling_params(),
                               {"ids": text_ids[rows], "mask": text_mask[rows]},
                               lengths[rows], jax.random.fold_in(key, b))
       out.append(motions[:min(self.batch_size, num - start)])
@@ -355,6 +373,48 @@ class MotionModel:
     if not bool(jnp.all(jnp.isfinite(motions))):
       raise NonFiniteError("MDM sampling produced NaN/inf motions")
     return motions
+
+  def sample_in_program(self, params: Any, text_ids: jax.Array, text_mask: jax.Array,
+                        lengths: jax.Array, key: jax.Array) -> jax.Array:
+    """The loop's sampler (config.loop.sampling) as a pure function: (B, frames, 263).
+
+    B = lengths.shape[0] motions in batches of config.loop.sample_batch_size, one `lax.map`
+    over the batches; batch b draws from fold_in(key, b) and the last batch wraps around to
+    the first prompts, so it draws what a host loop over the same batches draws.
+    """
+    num = lengths.shape[0]
+    batches = -(-num // self.batch_size)
+    rows = jnp.arange(batches * self.batch_size).reshape(batches, self.batch_size) % num
+
+    def one_batch(b):
+      inputs = ({"ids": text_ids[rows[b]], "mask": text_mask[rows[b]]}, lengths[rows[b]])
+      if self.mesh is not None:  # the motions of a batch split over the devices
+        inputs = jax.lax.with_sharding_constraint(inputs, parallel.batch_sharding(self.mesh))
+      return self.generate_loop(params, *inputs, jax.random.fold_in(key, b))
+
+    motions = jax.lax.map(one_batch, jnp.arange(batches))
+    return motions.reshape((-1,) + motions.shape[2:])[:num]
+
+  def fit_in_program(self, state: Any, buffer: loop.Buffer, key: jax.Array, steps: int,
+                     capacity: int) -> tuple[Any, dict[str, jax.Array]]:
+    """`fit` as a pure function (no checkpoints, no progress bar): the loop's fine-tuning
+    inside a fused generation. Same padding, calls and keys as `fit`, so the same steps.
+
+    Returns (state, metrics): train_loss (mean), fit_losses (calls, steps_per_call) and
+    fit_nonfinite (steps whose loss or gradient was not finite; they left the state as is).
+    """
+    if buffer.capacity < capacity:
+      like = jax.tree.map(lambda x: x[:1], buffer.data)
+      buffer = loop.concat(buffer, loop.empty_buffer(like, capacity - buffer.capacity))
+    if self.config.train.fresh_optimizer:
+      state = fresh_optimizer(state)
+    batch_size = int(self.config.train.batch_size)
+    state, metrics = self._train.fit_in_program(
+        state, buffer, key, draw_batch=lambda k, b: training_batch(k, b, batch_size),
+        num_steps=steps, steps_per_call=int(self.config.train.steps_per_call),
+        batch_sharding=parallel.batch_sharding(self.mesh) if self.mesh is not None else None)
+    return state, {"train_loss": jnp.mean(metrics["loss"]), "fit_losses": metrics["loss"],
+                   "fit_nonfinite": jnp.sum(metrics["nonfinite"] > 0)}
 
   def sample_captions(self, state: Any, captions: Sequence[str], lengths: np.ndarray,
                       key: jax.Array) -> jax.Array:
@@ -443,13 +503,17 @@ class _FitProgress:
       self._checkpointer.close()
 
 
-def mean_and_interval(per_motion: Mapping[str, Any]) -> dict[str, float]:
-  """{name: mean, name_ci95: 1.96 sd / sqrt(B)} of per-motion values, each (B,)."""
+def mean_and_interval(per_motion: Mapping[str, Any], xp: Any = jnp) -> dict[str, Any]:
+  """{name: mean, name_ci95: 1.96 sd / sqrt(B)} of per-motion values, each (B,).
+
+  `xp=jnp` (float32, jit-able: inside a fused generation) or `np` (float64, on the host).
+  """
+  dtype = np.float64 if xp is np else jnp.float32
   out = {}
   for name, values in per_motion.items():
-    values = np.asarray(values, np.float64).reshape(-1)
-    out[name] = float(values.mean())
-    out[f"{name}_ci95"] = float(1.96 * values.std() / np.sqrt(max(values.size, 1)))
+    values = xp.asarray(values, dtype).reshape(-1)
+    out[name] = xp.mean(values)
+    out[f"{name}_ci95"] = 1.96 * xp.std(values) / np.sqrt(max(values.size, 1))
   return out
 
 
@@ -460,7 +524,9 @@ def physics_summary(joints: jax.Array, lengths: jax.Array) -> dict[str, float]:
     joints: (B, frames, 22, 3) joint positions in metres.
     lengths: (B,) valid frames.
   """
-  return mean_and_interval(physics_metrics.physics_metrics(joints, lengths))
+  summary = mean_and_interval(jax.device_get(physics_metrics.physics_metrics(joints, lengths)),
+                              np)
+  return {name: float(value) for name, value in summary.items()}
 
 
 def corrector_params(config: ml_collections.ConfigDict) -> Any:
@@ -485,65 +551,35 @@ def correct_motions(model: MotionModel, physics: Any, motions: jax.Array, length
   return fixed, usable, info
 
 
-def decode_caption(vocab: text_lib.Vocabulary, ids: np.ndarray) -> str:
-  return " ".join(vocab.words[i] for i in np.asarray(ids) if i > 0)
+def loop_stages(config: ml_collections.ConfigDict, model: MotionModel, n: int
+                ) -> tuple[loop.SampleFn, loop.CorrectFn, loop.FitFn]:
+  """The loop's sample, correct and fit for n real motions: pure, jit-able functions that
+  `loop.make_generation` compiles into one generation.
 
-
-def build_components(config: ml_collections.ConfigDict, workdir: str):
-  """The motion experiment's `sweep.Components`: MDM, the physics corrector, the evaluator."""
-
-  data = load_data(config, workdir)
-  write_run_files(workdir, config, data)
-  model = MotionModel(config, data.vocab, data.train.mean, data.train.std)
-  normalization = {"mean": np.asarray(data.train.mean, np.float32),
-                   "std": np.asarray(data.train.std, np.float32)}
-  max_len = int(config.text.max_len)
-  max_captions = max(1, max(len(c) for c in data.train.captions))
-  max_captions = min(max_captions, int(config.text.get("max_captions", 8)))
-  # The run's evaluator: a copy kept in the workdir and recorded in evaluator.json
-  # (fingerprint, training data, real-vs-real FID), so every number traces back to it.
-  evaluator = evaluator_record.load_or_train(
-      workdir, data.train, config.eval.evaluator, config.eval.evaluator_cache or None,
-      log_dir=os.path.join(workdir, "tensorboard", "evaluator"))
-  eval_config = evaluation.resolve_config(config.eval)
-  eval_config.generate_batch_size = model.batch_size
-  evaluator_record.record(workdir, evaluator, data.test, eval_config)
+  sample: one prompt per synthetic slot, (motion, caption) pairs of the real buffer drawn
+    without replacement; the motion keeps the prompting motion's length and, with
+    config.loop.synthetic_captions = 'all' (the paper), all of its captions.
+  correct: every motion physics-corrected (selfconsume.physics.corrector), then pi_gamma
+    mixes corrected and sampled motions (gamma = config.correction.gamma).
+  fit: config.train.generation_steps fine-tuning steps, padded to the training set of the
+    largest lambda, with a fresh AdamW when config.train.fresh_optimizer.
+  """
   gamma = float(config.correction.gamma)
   synthetic_captions = str(config.loop.synthetic_captions)
   if synthetic_captions not in SYNTHETIC_CAPTIONS:
     raise ConfigError(f"config.loop.synthetic_captions must be one of {SYNTHETIC_CAPTIONS}, "
                       f"got {synthetic_captions!r}")
-  # CorrectorParams, built on the first correction (importing the simulator is slow).
-  physics = functools.cache(lambda: corrector_params(config))
+  sizes = [int(size) for size in config.loop.sizes]
+  steps = int(config.train.generation_steps[sizes.index(n)])
 
-  subsets: dict[int, loop.Buffer] = {}
-  current = {"n": int(config.loop.sizes[0])}  # the size the driver works on
-
-  def real_buffer(n: int) -> loop.Buffer:
-    current["n"] = n
-    if n not in subsets:
-      subset = load_subset(config, data, n)
-      subsets[n] = loop.make_buffer(encode_examples(
-          subset.motions, subset.lengths, subset.captions, data.vocab, max_len, max_captions))
-    return subsets[n]
-
-  def synthetic_buffer(n: int, ratio: float) -> loop.Buffer:
-    like = jax.tree.map(lambda x: x[:1], real_buffer(n).data)
-    return loop.empty_buffer(like, loop.num_synthetic(ratio, n))
-
-  def sample(state, template: loop.Buffer, key, n, ratio) -> loop.Buffer:
-    del ratio
-    count = template.capacity
-    real = real_buffer(n)
-    pairs = int(jnp.sum(jnp.minimum(real.data["num_captions"], max_captions)))
-    if count > pairs:
-      raise ConfigError(f"lambda * n = {count} synthetic motions need as many distinct "
-                        f"training captions, but the {n} real motions have {pairs}")
+  def sample_fn(state, real: loop.Buffer, previous: loop.Buffer, key) -> loop.Buffer:
+    count = previous.capacity
     prompt_key, sample_key = jax.random.split(key)
     rows, slots = draw_prompts(prompt_key, real, count)
     ids = real.data["text_ids"][rows, slots]
     lengths = real.data["lengths"][rows]
-    motions = model.sample(state, ids, ids > 0, lengths, sample_key, for_loop=True)
+    motions = model.sample_in_program(state.sampling_params(), ids, ids > 0, lengths,
+                                      sample_key)
     if synthetic_captions == "all":
       # The paper trains each synthetic motion with every caption of the real motion whose
       # caption prompted it.
@@ -556,24 +592,125 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
     return loop.make_buffer({"motion": motions, "lengths": lengths, "text_ids": text_ids,
                              "text_mask": text_ids > 0, "num_captions": num_captions})
 
-  def correct(key, buffer: loop.Buffer):
+  def correct_fn(key, buffer: loop.Buffer):
     lengths = buffer.data["lengths"]
     # The first half of the split once keyed the corrector's own mixing; the mixing key
     # stays the second half so runs keep drawing what they drew.
     _, mix_key = jax.random.split(key)
-    fixed, usable, info = correct_motions(model, physics(), buffer.data["motion"], lengths)
+    fixed, usable, info = correct_motions(model, corrector_params(config),
+                                          buffer.data["motion"], lengths)
     mixed, replaced = loop.replace_with_probability(mix_key, buffer.data["motion"], fixed,
                                                     gamma)
     out = loop.Buffer(data=dict(buffer.data, motion=mixed), valid=buffer.valid)
     per_motion = {"tracking_error_m": info["tracking_error_m"], "fall_rate": info["fell"],
                   "corrected_fraction": replaced & usable}
-    # The fail-safe's account: resets per motion and the share of frames imitated without one.
+    # The fail-safe's account: resets per motion, the share of frames imitated without one.
     for name in CORRECTION_INFO:
       if name in info:
         per_motion[name] = info[name]
     if "nonfinite" in info:
       per_motion["nonfinite_rate"] = info["nonfinite"]
     return out, mean_and_interval(per_motion)
+
+  def fit_fn(state, training_set: loop.Buffer, key):
+    return model.fit_in_program(state, training_set, key, steps, fit_capacity(config, n))
+
+  return sample_fn, correct_fn, fit_fn
+
+
+def fit_capacity(config: ml_collections.ConfigDict, n: int) -> int:
+  """n real + floor(max lambda * n) synthetic slots: every training set of size n fits, and
+  padding to it gives generation 0 and every variant's fit one batch shape."""
+  return n + max(loop.num_synthetic(float(r), n) for r in config.loop.lambdas)
+
+
+def decode_caption(vocab: text_lib.Vocabulary, ids: np.ndarray) -> str:
+  return " ".join(vocab.words[i] for i in np.asarray(ids) if i > 0)
+
+
+def build_components(config: ml_collections.ConfigDict, workdir: str):
+  """The motion experiment's `sweep.Components`: MDM, the physics corrector, the evaluator."""
+
+  data = load_data(config, workdir)
+  write_run_files(workdir, config, data)
+  model = MotionModel(config, data.vocab, data.train.mean, data.train.std)
+  normalization = {"mean": np.asarray(data.train.mean, np.float32),
+                   "std": np.asarray(data.train.std, np.float32)}
+  max_captions = caption_slots(config, data)
+  # The run's evaluator: a copy kept in the workdir and recorded in evaluator.json
+  # (fingerprint, training data, real-vs-real FID), so every number traces back to it.
+  evaluator = evaluator_record.load_or_train(
+      workdir, data.train, config.eval.evaluator, config.eval.evaluator_cache or None,
+      log_dir=os.path.join(workdir, "tensorboard", "evaluator"))
+  eval_config = evaluation.resolve_config(config.eval)
+  eval_config.generate_batch_size = model.batch_size
+  evaluator_record.record(workdir, evaluator, data.test, eval_config)
+  sizes = [int(size) for size in config.loop.sizes]
+  stages = functools.cache(lambda n: loop_stages(config, model, n))
+  physics = functools.cache(lambda: corrector_params(config))
+
+  subsets: dict[int, loop.Buffer] = {}
+
+  def real_buffer(n: int) -> loop.Buffer:
+    if n not in subsets:
+      subsets[n] = real_examples(config, data, n)
+    return subsets[n]
+
+  def synthetic_buffer(n: int, ratio: float) -> loop.Buffer:
+    like = jax.tree.map(lambda x: x[:1], real_buffer(n).data)
+    return loop.empty_buffer(like, loop.num_synthetic(ratio, n))
+
+  def check_prompts(n: int, ratio: float) -> None:
+    count = loop.num_synthetic(ratio, n)
+    pairs = int(np.sum(np.minimum(np.asarray(real_buffer(n).data["num_captions"]),
+                                  max_captions)))
+    if count > pairs:
+      raise ConfigError(f"lambda * n = {count} synthetic motions need as many distinct "
+                        f"training captions, but the {n} real motions have {pairs}")
+
+  programs: dict[tuple[int, float, str, bool], loop.GenerationFn] = {}
+
+  def generation(n: int, ratio: float, variant: str, fused: bool | None = None):
+    """The compiled generation of one run (one program when fused; config.loop.fused)."""
+    fused = bool(config.loop.fused) if fused is None else fused
+    if (n, ratio, variant, fused) not in programs:
+      check_prompts(n, ratio)
+      sample_fn, correct_fn, fit_fn = stages(n)
+      programs[n, ratio, variant, fused] = loop.make_generation(
+          variant=variant, sample_fn=sample_fn, correct_fn=correct_fn, fit_fn=fit_fn,
+          fused=fused)
+    run = programs[n, ratio, variant, fused]
+
+    def run_checked(state: loop.LoopState):
+      if model.mesh is not None:
+        state = parallel.replicate(state, model.mesh)
+      state, metrics, sampled = run(state)
+      metrics = jax.device_get(metrics)
+      if "fit_losses" in metrics:  # the mean in float64, as the host fit sums its losses
+        metrics["train_loss"] = float(np.mean(np.asarray(metrics["fit_losses"], np.float64)))
+      # What the host checks once the program is done (the program itself never waits).
+      if int(metrics.pop("fit_nonfinite")):
+        raise NonFiniteError(f"{variant} generation {int(state.generation)}: a training "
+                             "loss or gradient became non-finite")
+      if sampled is not None and not bool(jnp.all(jnp.isfinite(sampled.data["motion"]))):
+        raise NonFiniteError("MDM sampling produced NaN/inf motions")
+      return state, metrics, sampled
+
+    return run_checked
+
+  jitted_sample = functools.cache(lambda n: jax.jit(stages(n)[0]))
+
+  def sample(state, template: loop.Buffer, key, n, ratio) -> loop.Buffer:
+    check_prompts(n, ratio)
+    return jitted_sample(n)(state, real_buffer(n), template, key)
+
+  def fit(state, buffer: loop.Buffer, key, steps: int, *, checkpoint_dir=None, log=None):
+    # Fits on n real motions: generation 0 (an eager fit: progress bar, checkpoints,
+    # resume); the loop's generations fit inside their compiled program.
+    if config.train.fresh_optimizer:
+      state = fresh_optimizer(state)
+    return model.fit(state, buffer, key, steps, capacity=fit_capacity(config, buffer.capacity),
+                     checkpoint_dir=checkpoint_dir, log=log)
 
   def evaluate(state, key) -> dict[str, Any]:
     captured: list[tuple[np.ndarray, np.ndarray]] = []
@@ -658,21 +795,9 @@ def build_components(config: ml_collections.ConfigDict, workdir: str):
       captions += [f"sampled: {caption}", f"corrected: {caption}"]
     _render(clips, captions, path, config, groups=[i // 2 for i in range(len(clips))])
 
-  def fit(state, buffer: loop.Buffer, key, steps: int, *, checkpoint_dir=None, log=None):
-    # Every training set of size n fits in its n real + floor(max lambda * n) synthetic
-    # slots; padding to that shares one compiled step between all of them.
-    n = current["n"]
-    extra = max(loop.num_synthetic(float(r), n) for r in config.loop.lambdas)
-    if config.train.fresh_optimizer:
-      # The paper fine-tunes each generation with a new AdamW: moments and bias correction
-      # start afresh, only the weights carry over.
-      state = state.replace(opt_state=state.tx.init(state.params))
-    return model.fit(state, buffer, key, steps, capacity=real_buffer(n).capacity + extra,
-                     checkpoint_dir=checkpoint_dir, log=log)
-
   return sweep.Components(
       real_buffer=real_buffer, synthetic_buffer=synthetic_buffer, init=model.init, fit=fit,
-      sample=sample, correct=correct, evaluate=evaluate,
+      sample=sample, correct=jax.jit(stages(sizes[0])[1]), evaluate=evaluate, generation=generation,
       save=lambda directory, state: save_train_state(
           directory, state, config, data.vocab.size, normalization),
       restore=lambda directory, template: restore_train_state(

@@ -46,12 +46,14 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
 
 
-def check_batch_size(batch_size: int, mesh: Mesh) -> None:
-  """Raises ConfigError unless `batch_size` splits evenly over the mesh's devices."""
+def check_batch_size(batch_size: int, mesh: Mesh, field: str = "config.train.batch_size"
+                     ) -> None:
+  """Raises ConfigError unless `batch_size` (the config `field`) splits evenly over the
+  mesh's devices."""
   n = mesh.devices.size
   if batch_size % n:
-    raise ConfigError(f"config.train.batch_size ({batch_size}) must be divisible by the "
-                      f"number of devices ({n})")
+    raise ConfigError(f"{field} ({batch_size}) must be divisible by the number of devices "
+                      f"({n})")
 
 
 def shard_batch(batch: Any, mesh: Mesh) -> Any:

@@ -9,8 +9,9 @@ functions); `run_loop` does everything around them, the same way for every exper
     uninterrupted run draws; one evaluation key judges every generation on the same noise;
   - run directories and resume: a generation counts as finished once its checkpoint and then
     its row.json are on disk (both atomic); a rerun continues every run from its last
-    finished generation, and a long fit inside a generation resumes from its own
-    checkpoints (gen_XXX/fit/);
+    finished generation; a fit run from the host (generation 0; every generation of
+    components without a compiled `generation`) resumes from its own checkpoints
+    (gen_XXX/fit/), a compiled generation is rerun from its start;
   - rows: metrics.jsonl (one row per generation, generation 0 repeated at the start of every
     curve), summary.json (first/last per run and the paper's comparisons), TensorBoard
     (tags METRIC/VARIANT, the generation as step), figures and report.html.
@@ -99,6 +100,10 @@ class Components:
     resumable_fit: `fit` also takes keywords checkpoint_dir (where a long fit checkpoints
       every config.train.checkpoint_every steps and resumes from) and log ((steps done,
       loss) -> None, called every config.train.log_every steps).
+    generation: optional (n, lambda, variant) -> a compiled generation
+      (`loop.make_generation`: loop state -> (state, metrics, samples)); a metric
+      'fit_losses' (calls, steps per call) is logged as the fit's loss curve. Without it
+      each generation calls sample, correct and fit from the host.
   """
   real_buffer: Callable[[int], loop.Buffer]
   synthetic_buffer: Callable[[int, float], loop.Buffer]
@@ -114,6 +119,7 @@ class Components:
   correction_floor: Callable[[jax.Array], Mapping[str, Any]] | None = None
   close: Callable[[], None] | None = None
   resumable_fit: bool = False
+  generation: Callable[[int, float, str], loop.GenerationFn] | None = None
 
 
 # ----------------------------------------------------------------------------- keys and paths
@@ -457,29 +463,16 @@ def run_loop(config: ml_collections.ConfigDict, workdir: str, components: Compon
         for g in progress:
           start = time.time()
           state = state.replace(key=generation_key(seed, n, ratio, variant, g))
-          captured: dict[str, Any] = {}
-
-          def sample_fn(train_state, previous, key, ratio=ratio):
-            del previous
-            captured["sampled"] = components.sample(train_state, synthetic, key, n, ratio)
-            return captured["sampled"]
-
-          def correct_fn(key, buffer):
-            corrected, metrics = components.correct(key, buffer)
-            captured["corrected"] = corrected
-            return corrected, metrics
-
-          def fit_fn(train_state, training_set, key, steps=steps, g=g, ratio=ratio,
-                     variant=variant, directory=directory):
-            # Fit losses are plotted against the optimizer step counted from generation 0.
-            offset = int(config.train.gen0_steps[size_index]) + (g - 1) * steps
-            log = lambda step, loss: writers.fit_loss(n, ratio, variant, offset + step, loss)  # noqa: E731
-            return components.fit(train_state, training_set, key, steps, **_fit_options(
-                components, os.path.join(generation_dir(directory, g), FIT_CHECKPOINTS), log))
-
-          state, metrics = loop.run_generation(
-              state, variant=variant, sample_fn=sample_fn, correct_fn=correct_fn,
-              fit_fn=fit_fn)
+          # Fit losses are plotted against the optimizer step counted from generation 0.
+          offset = int(config.train.gen0_steps[size_index]) + (g - 1) * steps
+          log = functools.partial(_log_fit_loss, writers, n, ratio, variant, offset)
+          if components.generation is not None:
+            state, metrics, sampled = components.generation(n, ratio, variant)(state)
+            _log_fit_losses(log, metrics.pop("fit_losses", None), config)
+          else:
+            state, metrics, sampled = _host_generation(
+                components, state, n, ratio, variant, steps,
+                os.path.join(generation_dir(directory, g), FIT_CHECKPOINTS), log)
           evaluation = components.evaluate(state.train_state, eval_key)
           row = make_row(n=n, synthetic_ratio=ratio, variant=variant, generation=g,
                          seed=seed, evaluation=evaluation, generation_metrics=metrics,
@@ -489,11 +482,10 @@ def run_loop(config: ml_collections.ConfigDict, workdir: str, components: Compon
             if g == total and components.render_prompts is not None:
               components.render_prompts(state.train_state, eval_key,
                                         os.path.join(video_dir, f"gen{g:03d}"))
-            if ("corrected" in captured and components.render_correction is not None
+            if (variant == "self_correcting" and components.render_correction is not None
                 and g in (1, total)):
               components.render_correction(
-                  captured["sampled"], captured["corrected"],
-                  os.path.join(video_dir, f"correction_gen{g:03d}"))
+                  sampled, state.synthetic, os.path.join(video_dir, f"correction_gen{g:03d}"))
           _finish_generation(directory, g, state.train_state, row, components,
                              int(config.outputs.keep_checkpoints))
           writers.row(row)
@@ -526,6 +518,45 @@ def run_loop(config: ml_collections.ConfigDict, workdir: str, components: Compon
     report.write_report([workdir])
   print(report.summary_text(rows, floor, title=f"{workdir}: last and best generation"))
   return summary
+
+
+def _host_generation(components: Components, state: loop.LoopState, n: int, ratio: float,
+                     variant: str, steps: int, checkpoint_dir: str,
+                     log: Callable[[int, float], None]
+                     ) -> tuple[loop.LoopState, dict[str, Any], loop.Buffer | None]:
+  """One generation through the components' host functions (the impure path: each stage
+  runs its own jitted pieces, a long fit checkpoints and resumes inside the generation)."""
+
+  def sample_fn(train_state, real, previous, key):
+    del real
+    return components.sample(train_state, previous, key, n, ratio)
+
+  def fit_fn(train_state, training_set, key):
+    return components.fit(train_state, training_set, key, steps,
+                          **_fit_options(components, checkpoint_dir, log))
+
+  return loop.run_generation(state, variant=variant, sample_fn=sample_fn,
+                             correct_fn=components.correct, fit_fn=fit_fn,
+                             return_samples=True)
+
+
+def _log_fit_loss(writers: "_Writers", n: int, ratio: float, variant: str, offset: int,
+                  step: int, loss: float) -> None:
+  writers.fit_loss(n, ratio, variant, offset + step, loss)
+
+
+def _log_fit_losses(log: Callable[[int, float], None], losses: Any,
+                    config: ml_collections.ConfigDict) -> None:
+  """A fused fit's per-step losses (calls, steps per call) as the host fit logs them: the
+  mean of every config.train.log_every steps (rounded to whole calls) and of the rest."""
+  if losses is None:
+    return
+  losses = np.asarray(losses, np.float64)
+  calls, per_call = losses.shape
+  every = max(1, round(int(config.train.get("log_every", 0)) / per_call))
+  for first in range(0, calls, every):
+    last = min(first + every, calls)
+    log(last * per_call, float(losses[first:last].mean()))
 
 
 def _fit_options(components: Components, checkpoint_dir: str,

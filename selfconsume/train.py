@@ -236,6 +236,29 @@ def make_multi_step(draw_batch: Callable[[jax.Array, Any], Batch], num_steps: in
                            batch_sharding=batch_sharding)
 
 
+def fit_in_program(state: TrainState, data: Any, key: jax.Array, *,
+                   draw_batch: Callable[[jax.Array, Any], Batch], num_steps: int,
+                   steps_per_call: int, batch_sharding: Any = None
+                   ) -> tuple[TrainState, dict[str, jnp.ndarray]]:
+  """`num_steps` optimizer steps (rounded up to whole calls) as one scan, to run inside a
+  jitted program (a fused generation) with no host round trip.
+
+  Call c of `steps_per_call` steps draws from fold_in(key, c), exactly as the eager fits
+  (`make_multi_step` called once per c) draw, so both run the same steps.
+
+  Returns:
+    (state, metrics each (calls, steps_per_call)).
+  """
+  per_call = max(1, min(steps_per_call, num_steps))
+  calls = -(-num_steps // per_call)
+
+  def call(s, c):
+    return _multi_step(s, data, jax.random.fold_in(key, c), draw_batch=draw_batch,
+                       num_steps=per_call, batch_sharding=batch_sharding)
+
+  return jax.lax.scan(call, state, jnp.arange(calls, dtype=jnp.uint32))
+
+
 def check_finite(metrics: Mapping[str, np.ndarray], first_step: int, state: TrainState,
                  checkpoint_note: str = "") -> None:
   """Raises NonFiniteError if any step in the fetched `metrics` (arrays (n,)) was not finite.

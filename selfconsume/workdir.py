@@ -46,12 +46,13 @@ LOCK_FILE = "run.lock"
 # Fields that cannot change a run's results, per experiment: output and progress options,
 # where the data are read from (the data themselves are compared by their signature), and
 # how far the run goes (a rerun with more generations or seeds continues it; rows already
-# written do not depend on it). A name covers its whole group ('outputs' = outputs.*).
+# written do not depend on it), and whether a generation runs as one program or in stages
+# (the same computation). A name covers its whole group ('outputs' = outputs.*).
 # Every other field, including fields added to a config later, is result-relevant.
 NON_RESULT_FIELDS: dict[str, tuple[str, ...]] = {
     "humanml": ("preset", "outputs", "train.log_every", "train.checkpoint_every",
                 "data.root", "data.corpus_dir", "data.subset_ids", "eval.evaluator_cache",
-                "loop.generations"),
+                "loop.generations", "loop.fused"),
     "mnist": ("preset", "num_seeds", "loop.num_generations", "eval.grid_per_class",
               "data.path"),
     "gaussian": ("preset",),

@@ -97,3 +97,21 @@ def test_checkpoint_of_another_fit_is_not_resumed(setup, tmp_path):
   full, _ = model.fit(start, buffer, key, 30)
   again, _ = model.fit(start, buffer, key, 30, checkpoint_dir=directory)
   assert _same(again.params, full.params)
+
+
+def test_fit_inside_a_program_takes_the_eager_fits_steps(setup):
+  # The loop's fine-tuning runs inside the fused generation as one scan; it must draw the
+  # same batches and keys as the eager fit (generation 0's), call for call.
+  model, buffer = setup
+  start = model.init(jax.random.PRNGKey(0))
+  key = jax.random.PRNGKey(5)
+  eager, eager_metrics = model.fit(start, buffer, key, 30)
+  program = jax.jit(lambda s, b, k: model.fit_in_program(s, b, k, 30, buffer.capacity))
+  fused, metrics = program(start, buffer, key)
+  assert int(fused.step) == int(eager.step) == 30
+  assert metrics["fit_losses"].shape == (3, 10)
+  assert int(metrics["fit_nonfinite"]) == 0
+  np.testing.assert_allclose(np.mean(np.asarray(metrics["fit_losses"], np.float64)),
+                             eager_metrics["train_loss"], rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(fused.params), jax.tree.leaves(eager.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)

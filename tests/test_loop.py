@@ -55,7 +55,7 @@ class _Recorder:
   def __init__(self):
     self.calls = []
 
-  def sample(self, train_state, previous, key):
+  def sample(self, train_state, real, previous, key):
     self.calls.append("sample")
     return loop.make_buffer(jnp.full((3,), 2.0))
 

@@ -102,6 +102,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.loop.variants = ("baseline", "self_consuming", "self_correcting")
   config.loop.generations = 5           # generations after generation 0
   config.loop.sample_batch_size = 64    # motions per jitted sampling call (also evaluation)
+  # One generation (sample -> correct -> mix -> fit) as one compiled program, the host
+  # waiting once; False compiles the stages one by one (benchmarks/generation.py times both).
+  config.loop.fused = True
   # How the loop samples its synthetic motions. The paper: 1000-step ancestral sampling and,
   # in effect, no classifier-free guidance (guidance = 1). 100 respaced ancestral steps cost a
   # tenth on the CPU (the paper preset uses 1000).

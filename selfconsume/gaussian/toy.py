@@ -77,8 +77,9 @@ def _generation(state: loop.LoopState, earlier: gaussian_model.Moments, gamma: j
   m, d = settings.num_synthetic, settings.dim
   all_valid = jnp.ones((m,), bool)
 
-  def sample_fn(model: gaussian_model.Gaussian, previous: loop.Buffer, key: jax.Array):
-    del previous  # earlier sets enter through `earlier`
+  def sample_fn(model: gaussian_model.Gaussian, real: loop.Buffer, previous: loop.Buffer,
+                key: jax.Array):
+    del real, previous  # earlier sets enter through `earlier`
     return loop.Buffer(data=gaussian_model.sample(key, model, m), valid=all_valid)
 
   def correct_fn(key: jax.Array, synthetic: loop.Buffer):

@@ -80,7 +80,8 @@ def _smooth_time(joints: jax.Array, sigma: float) -> jax.Array:
 
 def _chunked(run, size: int):
   """Runs `run(*inputs)` over the batch (leading axis of every leaf) in chunks of `size`
-  (the last one padded), so one compiled shape serves every batch size."""
+  (the last one padded), one `lax.map` over the chunks, so one compiled rollout serves
+  every batch size and a jitted caller holds the whole correction in one program."""
   def chunked(*inputs):
     batch = jax.tree.leaves(inputs)[0].shape[0]
     if batch == size:
@@ -88,9 +89,11 @@ def _chunked(run, size: int):
     pad = -batch % size
     grow = lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]) if pad else x
     inputs = jax.tree.map(grow, inputs)
-    parts = [run(*jax.tree.map(lambda x, i=i: x[i:i + size], inputs))
-             for i in range(0, batch + pad, size)]
-    return jax.tree.map(lambda *xs: jnp.concatenate(xs)[:batch], *parts)
+    if batch + pad == size:
+      return jax.tree.map(lambda x: x[:batch], run(*inputs))
+    chunks = jax.tree.map(lambda x: x.reshape((-1, size) + x.shape[1:]), inputs)
+    out = jax.lax.map(lambda args: run(*args), chunks)
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:])[:batch], out)
   return chunked
 
 
@@ -188,12 +191,12 @@ def simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
     out = _per_motion(better, out, plain)
   elif params.refine_iterations:
     optimizer = optax.sgd(params.refine_rate)
-    opt_state = optimizer.init(offsets)
-    best_err, best_resets, best = unrefined, plain_resets, out
-    for _ in range(params.refine_iterations):
+
+    def refine_pass(_, carry):
       # Update direction: rotation still missing from the achieved local rotations (the
       # descent direction of the squared joint-rotation error w.r.t. the target offsets,
       # taking the simulator's response to a target change as identity).
+      offsets, opt_state, out, best, best_err, best_resets = carry
       residual = rotations.quaternion_to_axis_angle(rotations.qmul(
           rotations.qinv(out.local_quat), targets.local_quat))
       residual = jnp.where(mask[..., None, None], residual, 0.0)
@@ -203,10 +206,11 @@ def simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
       err = _mean_joint_error(out.joints, padded, mask)
       resets = _count_resets(out, mask)
       better = _fewer_resets_or_lower_error(resets, err, best_resets, best_err)
-      best_err = jnp.where(better, err, best_err)
-      best_resets = jnp.where(better, resets, best_resets)
-      best = _per_motion(better, out, best)
-    out = best
+      return (offsets, opt_state, out, _per_motion(better, out, best),
+              jnp.where(better, err, best_err), jnp.where(better, resets, best_resets))
+
+    carry = (offsets, optimizer.init(offsets), out, out, unrefined, plain_resets)
+    out = jax.lax.fori_loop(0, params.refine_iterations, refine_pass, carry)[3]
   sim = jnp.where(mask[..., None, None], out.joints, 0.0)
   error = _mean_joint_error(out.joints, padded, mask)
   # Falls are judged on the state before the fail-safe acted, against the reference's own

@@ -18,6 +18,7 @@ import dataclasses
 import functools
 
 from brax.io import mjcf
+import jax
 import mujoco
 import numpy as np
 
@@ -175,7 +176,10 @@ def mj_model(spec: HumanoidSpec = HumanoidSpec()) -> mujoco.MjModel:
 @functools.lru_cache(maxsize=8)
 def brax_system(spec: HumanoidSpec = HumanoidSpec()):
   """The humanoid as a brax `System` (an `mjx.Model`), via brax's MJCF loader."""
-  return mjcf.loads(build_mjcf(spec))
+  # Concrete arrays even when first built while a jitted caller is traced (a fused
+  # generation): the cached System must not hold that trace's tracers.
+  with jax.ensure_compile_time_eval():
+    return mjcf.loads(build_mjcf(spec))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,138 @@
+r"""One generation of the motion loop, fused into one compiled program vs run in stages.
+
+  python -m benchmarks.generation                          # default preset, self_correcting
+  python -m benchmarks.generation --preset=smoke --repeats=3
+  python -m benchmarks.generation --override=train.generation_steps=100,
+
+Builds the default preset's self_correcting generation (n = config.loop.sizes[0], lambda =
+config.loop.lambdas[0]: sample -> physics-correct -> mix -> fine-tune) from an untrained MDM
+(the work a generation does does not depend on the weights) and times it, after compilation:
+
+  fused    `loop.make_generation(fused=True)`: one jitted program, the host waits once;
+  staged   `loop.make_generation(fused=False)`: sample, correct and fit compiled one by one,
+           the host waiting for each before it starts the next (what an eager driver does);
+  stages   each stage alone (the staged generation's parts).
+
+The best of --repeats runs counts. Also reported: the compile times (fused program; the
+stages together) and how far the fused and staged results are apart (the same computation:
+only XLA's rounding may differ). Last line: one JSON object
+  {"fused_s", "staged_s", "speedup" (staged / fused), "compile_s" (fused),
+   "staged_compile_s", "stages_s": {"sample", "correct", "fit"}, ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import jax
+import numpy as np
+
+from benchmarks.humanml_seeds import apply_override
+from experiments.configs import humanml as humanml_config
+from selfconsume import loop
+from selfconsume import motion_loop
+
+VARIANT = "self_correcting"
+
+
+def _best_time(fn, repeats: int) -> float:
+  """The fastest of `repeats` runs of fn() (its result waited for), in seconds."""
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return min(times)
+
+
+def _compile_seconds(jitted, *args) -> tuple[float, object]:
+  start = time.perf_counter()
+  compiled = jitted.lower(*args).compile()
+  return time.perf_counter() - start, compiled
+
+
+def _max_difference(a, b) -> float:
+  return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def main(argv=None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--preset", default="", help="a preset of experiments/configs/humanml.py")
+  parser.add_argument("--workdir", default="runs/bench_generation",
+                      help="where the procedural corpus is built (or config.data.corpus_dir)")
+  parser.add_argument("--repeats", type=int, default=1, help="timed runs of each; the best counts")
+  parser.add_argument("--override", action="append", default=[],
+                      help="config field=value, e.g. train.generation_steps=100,")
+  args = parser.parse_args(argv)
+
+  config = humanml_config.get_config(args.preset)
+  for assignment in args.override:
+    apply_override(config, assignment)
+  os.makedirs(args.workdir, exist_ok=True)
+  data = motion_loop.load_data(config, args.workdir)
+  model = motion_loop.MotionModel(config, data.vocab, data.train.mean, data.train.std)
+  n, ratio = int(config.loop.sizes[0]), float(config.loop.lambdas[0])
+  real = motion_loop.real_examples(config, data, n)
+  synthetic = loop.empty_buffer(jax.tree.map(lambda x: x[:1], real.data),
+                                loop.num_synthetic(ratio, n))
+  state = loop.init_state(model.init(jax.random.PRNGKey(0)), real, synthetic,
+                          jax.random.PRNGKey(1))
+  sample_fn, correct_fn, fit_fn = motion_loop.loop_stages(config, model, n)
+
+  # Fused: compile the one program ahead of time, then run the compiled executable.
+  fused = loop.make_generation(variant=VARIANT, sample_fn=sample_fn, correct_fn=correct_fn,
+                               fit_fn=fit_fn)
+  compile_s, fused_program = _compile_seconds(fused, state)
+  fused_out = fused_program(state)
+  fused_s = _best_time(lambda: fused_program(state), args.repeats)
+
+  # The stages alone, on the inputs the generation hands them (keys as run_generation's).
+  _, sample_key, correct_key, fit_key = jax.random.split(state.key, 4)
+  sample_jit, correct_jit, fit_jit = (jax.jit(f) for f in (sample_fn, correct_fn, fit_fn))
+  sample_args = (state.train_state, state.real, state.synthetic, sample_key)
+  sample_compile, sample_program = _compile_seconds(sample_jit, *sample_args)
+  sampled = sample_program(*sample_args)
+  correct_compile, correct_program = _compile_seconds(correct_jit, correct_key, sampled)
+  corrected, _ = correct_program(correct_key, sampled)
+  fit_args = (state.train_state, loop.concat(state.real, corrected), fit_key)
+  fit_compile, fit_program = _compile_seconds(fit_jit, *fit_args)
+  stages_s = {
+      "sample": _best_time(lambda: sample_program(*sample_args), args.repeats),
+      "correct": _best_time(lambda: correct_program(correct_key, sampled), args.repeats),
+      "fit": _best_time(lambda: fit_program(*fit_args), args.repeats)}
+
+  # Staged: the same stages, the host waiting between them (warmed up first: jit caches).
+  staged = loop.make_generation(variant=VARIANT, sample_fn=sample_fn, correct_fn=correct_fn,
+                                fit_fn=fit_fn, fused=False)
+  staged_out = staged(state)
+  staged_s = _best_time(lambda: staged(state), args.repeats)
+
+  result = {
+      "fused_s": fused_s, "staged_s": staged_s, "speedup": staged_s / fused_s,
+      "compile_s": compile_s,
+      "staged_compile_s": sample_compile + correct_compile + fit_compile,
+      "stages_s": stages_s,
+      "max_param_difference": _max_difference(fused_out[0].train_state.params,
+                                              staged_out[0].train_state.params),
+      "max_motion_difference": _max_difference(fused_out[0].synthetic.data["motion"],
+                                               staged_out[0].synthetic.data["motion"]),
+      "preset": args.preset or "default", "variant": VARIANT, "n": n, "lambda": ratio,
+      "synthetic_motions": int(synthetic.capacity),
+      "generation_steps": int(config.train.generation_steps[0]),
+      "sampling_steps": int(config.loop.sampling.num_steps), "repeats": args.repeats,
+      "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+      "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+  print(f"fused {fused_s:.2f} s, staged {staged_s:.2f} s (speedup {result['speedup']:.3f}); "
+        f"compile {compile_s:.1f} s fused, {result['staged_compile_s']:.1f} s staged; stages "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in stages_s.items()))
+  print(json.dumps(result))
+  return result
+
+
+if __name__ == "__main__":
+  main()
