@@ -13,7 +13,8 @@ only), `self_consuming` samples without correcting, `self_correcting` does both.
 
 Everything here is a pure function of explicit state. The model enters through three
 functions handed to `run_generation` (sample, correct, fit), so the Gaussian, digits and
-motion experiments share this file. Data lives in fixed-capacity `Buffer`s with a validity
+motion experiments share this file; `make_generation` compiles one generation of jit-able
+functions into one XLA program (the motion experiment's generation). Data lives in fixed-capacity `Buffer`s with a validity
 mask, so the shapes a jitted function sees never change from one generation to the next.
 """
 
