@@ -47,3 +47,12 @@ def _truncate_checkpoint_arrays(path, min_bytes: int = 0) -> int:
 def truncate_checkpoint():
   """A function that truncates an orbax checkpoint's array files (a crash or a bad disk)."""
   return _truncate_checkpoint_arrays
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+  """Drops JAX's in-memory compiled programs after every test module: a full suite in one
+  process otherwise accumulates them until XLA's CPU compiler aborts (seen at ~90% of the
+  suite, three times, with and without the persistent cache)."""
+  yield
+  jax.clear_caches()
