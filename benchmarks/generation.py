@@ -34,7 +34,9 @@ import numpy as np
 from benchmarks.humanml_seeds import apply_override
 from experiments.configs import humanml as humanml_config
 from selfconsume import loop
-from selfconsume import motion_loop
+from selfconsume.humanml import data as data_lib
+from selfconsume.humanml import generation
+from selfconsume.humanml import model as model_lib
 
 VARIANT = "self_correcting"
 
@@ -79,15 +81,15 @@ def main(argv=None) -> dict:
   for assignment in args.override:
     apply_override(config, assignment)
   os.makedirs(args.workdir, exist_ok=True)
-  data = motion_loop.load_data(config, args.workdir)
-  model = motion_loop.MotionModel(config, data.vocab, data.train.mean, data.train.std)
+  data = data_lib.load_data(config, args.workdir)
+  model = model_lib.MotionModel(config, data.vocab, data.train.mean, data.train.std)
   n, ratio = int(config.loop.sizes[0]), float(config.loop.lambdas[0])
-  real = motion_loop.real_examples(config, data, n)
+  real = data_lib.real_examples(config, data, n)
   synthetic = loop.empty_buffer(jax.tree.map(lambda x: x[:1], real.data),
                                 loop.num_synthetic(ratio, n))
   state = loop.init_state(model.init(jax.random.PRNGKey(0)), real, synthetic,
                           jax.random.PRNGKey(1))
-  sample_fn, correct_fn, fit_fn = motion_loop.loop_stages(config, model, n)
+  sample_fn, correct_fn, fit_fn = generation.loop_stages(config, model, n)
 
   # Fused: the first call compiles the one program (and runs it), later calls only run it.
   fused = loop.make_generation(variant=VARIANT, sample_fn=sample_fn, correct_fn=correct_fn,

@@ -29,9 +29,12 @@ import jax
 
 from benchmarks.humanml_seeds import apply_override
 from experiments.configs import humanml as humanml_config
-from selfconsume import motion_loop
 from selfconsume import outputs
 from selfconsume import sweep
+from selfconsume.humanml import correction
+from selfconsume.humanml import data as data_lib
+from selfconsume.humanml import generation
+from selfconsume.humanml import model as model_lib
 
 PHYSICAL = ("float_mm", "penetrate_mm", "skate", "jerk")
 
@@ -48,14 +51,14 @@ def _config(args) -> Any:
 
 def correction_effect(config, workdir: str, count: int) -> dict[str, Any]:
   """Physical metrics of loop samples before and after correction, per checkpoint."""
-  data = motion_loop.load_data(config, workdir)
-  model = motion_loop.MotionModel(config, data.vocab, data.train.mean, data.train.std)
-  components = motion_loop.build_components(config, workdir)
+  data = data_lib.load_data(config, workdir)
+  model = model_lib.MotionModel(config, data.vocab, data.train.mean, data.train.std)
+  components = generation.build_components(config, workdir)
   n, ratio = int(config.loop.sizes[0]), float(config.loop.lambdas[-1])
   last = int(config.loop.generations)
 
   def physics(motions: jax.Array, lengths: jax.Array) -> dict[str, float]:
-    summary = motion_loop.physics_summary(model.joints(motions, lengths), lengths)
+    summary = correction.physics_summary(model.joints(motions, lengths), lengths)
     return {k: float(summary[k]) for k in PHYSICAL}
 
   real = components.real_buffer(n)
@@ -90,7 +93,7 @@ def optimizer_at_generation1(config, workdir: str) -> dict[str, Any]:
   for fresh in (True, False):
     run_config = config.copy_and_resolve_references()
     run_config.train.fresh_optimizer = fresh
-    components = motion_loop.build_components(run_config, workdir)
+    components = generation.build_components(run_config, workdir)
     state = components.restore(gen0, components.init(jax.random.PRNGKey(0)))
     state, _ = components.fit(state, components.real_buffer(n), fit_key, steps)
     row = components.evaluate(state, sweep.evaluation_key(int(config.seed)))

@@ -42,9 +42,9 @@ from scipy import stats
 from experiments import humanml
 from experiments.configs import humanml as humanml_config
 from selfconsume import loop_plots
-from selfconsume import motion_loop
 from selfconsume import outputs
 from selfconsume import sweep
+from selfconsume.humanml import generation as generation_lib
 
 VARIANTS = ("baseline", "self_consuming", "self_correcting")
 METRICS = ("fid", "r_precision_top3", "matching", "diversity", "float_mm", "penetrate_mm",
@@ -130,7 +130,7 @@ def evaluation_noise(config, workdir: str, n: int, generation: int, repeats: int
       run_config = config.copy_and_resolve_references()
       if kind == "prompt_sets":
         run_config.eval.prompt_seed = int(config.eval.prompt_seed) + 1 + r
-      components = motion_loop.build_components(run_config, workdir)
+      components = generation_lib.build_components(run_config, workdir)
       state = components.restore(os.path.join(directory, "state"),
                                  components.init(jax.random.PRNGKey(0)))
       key = (jax.random.fold_in(sweep.evaluation_key(int(config.seed)), 1 + r)

@@ -24,8 +24,8 @@ import ml_collections
 import numpy as np
 
 from experiments.configs import humanml as humanml_config
-from selfconsume import train
-from selfconsume.models import mdm
+from selfconsume.humanml import mdm
+from selfconsume.humanml import training
 
 _BATCH = flags.DEFINE_integer("batch", 64, "Motions per training step.")
 _FRAMES = flags.DEFINE_integer("frames", 196, "Frames per motion.")
@@ -62,13 +62,13 @@ def make_batch(batch: int, frames: int) -> dict[str, np.ndarray]:
 
 def time_jax(preset: str, batch: dict[str, np.ndarray], steps: int) -> float:
   """JAX training steps per second (compile excluded)."""
-  state = train.create_train_state(make_config(preset), jax.random.PRNGKey(0), VOCAB)
+  state = training.create_train_state(make_config(preset), jax.random.PRNGKey(0), VOCAB)
   b = jax.tree.map(jnp.asarray, batch)
-  state, m = train.jit_train_step(state, b, jax.random.PRNGKey(1))
+  state, m = training.jit_train_step(state, b, jax.random.PRNGKey(1))
   jax.block_until_ready(m)
   start = time.perf_counter()
   for i in range(steps):
-    state, m = train.jit_train_step(state, b, jax.random.PRNGKey(2 + i))
+    state, m = training.jit_train_step(state, b, jax.random.PRNGKey(2 + i))
   jax.block_until_ready((state.params, m))
   return steps / (time.perf_counter() - start)
 
@@ -88,7 +88,7 @@ def time_torch(preset: str, batch: dict[str, np.ndarray], steps: int) -> float:
     return torch.cat([torch.sin(ang), torch.cos(ang)], -1)
 
   class TorchMDM(nn.Module):
-    """The same network as selfconsume.models.mdm.MDM."""
+    """The same network as selfconsume.humanml.mdm.MDM."""
 
     def __init__(self):
       super().__init__()

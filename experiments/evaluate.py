@@ -27,11 +27,11 @@ from absl import flags
 from experiments import run as run_lib
 from experiments import sample as sample_cli
 from selfconsume import errors
-from selfconsume import evaluator_record
-from selfconsume import motion_loop
 from selfconsume import outputs
 from selfconsume import sweep
-from selfconsume.models import evaluator as evaluator_lib
+from selfconsume.humanml import evaluator as evaluator_lib
+from selfconsume.humanml import evaluator_record
+from selfconsume.humanml import generation as generation_lib
 
 # The metrics printed, in order (a row holds more; the JSON file has all).
 PRINTED = ("fid", "r_precision", "matching", "diversity", "multimodality", "float_mm",
@@ -100,7 +100,7 @@ def evaluate_checkpoint(workdir: str, *, variant: str = "self_correcting",
     config.eval.num_samples = int(num_samples)
   n = int(config.loop.sizes[0]) if n is None else int(n)
   ratio = float(config.loop.lambdas[0]) if synthetic_ratio is None else float(synthetic_ratio)
-  components = motion_loop.build_components(config, workdir)
+  components = generation_lib.build_components(config, workdir)
   try:
     template = components.init(sweep.generation_key(int(config.seed), n, 0.0,
                                                       "generation0", 0))

@@ -12,11 +12,11 @@ import time
 import jax
 import ml_collections
 
-from selfconsume import evaluation
 from selfconsume import outputs
 from selfconsume.data import humanml3d
 from selfconsume.data import procedural
-from selfconsume.models import evaluator as evaluator_lib
+from selfconsume.humanml import evaluation
+from selfconsume.humanml import evaluator as evaluator_lib
 
 
 def procedural_families(dataset) -> list[tuple[str, ...]] | None:

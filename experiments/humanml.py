@@ -12,11 +12,13 @@ Workdir (besides the sweep's own files, listed in selfconsume/sweep.py):
   vocab.json, dataset.json, identity.json   the run's vocabulary, data and identity
   corpus/                 the procedural corpus when no HumanML3D directory is given
   evaluator.json, evaluator/   the evaluator that scores the run (fingerprint, training
-                          data, real-vs-real FID) and a copy of it (selfconsume/evaluator_record.py)
+                          data, real-vs-real FID) and a copy of it
+                          (selfconsume/humanml/evaluator_record.py)
   correction_floor.json   the real test motions after physics correction
 
 The driver around the components (keys, resume, rows, writers, figures) is the shared
-`selfconsume.sweep`; the components themselves are `selfconsume.motion_loop.build_components`.
+`selfconsume.sweep`; the components themselves are
+`selfconsume.humanml.generation.build_components`.
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ import jax
 import ml_collections
 
 from experiments.configs import humanml as humanml_config
-from selfconsume import motion_loop
 from selfconsume import parallel
 from selfconsume import sweep
 from selfconsume import validation
 from selfconsume import workdir as workdir_lib
+from selfconsume.humanml import generation
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -51,5 +53,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
           workdir, f"{config.loop.generations} generations of {len(sweep.runs(config))} "
           f"run{'s' if len(sweep.runs(config)) != 1 else ''}",
           ("summary.json", "metrics.jsonl", "plots/"))
-    components = motion_loop.build_components(config, workdir)
+    components = generation.build_components(config, workdir)
     return sweep.run_loop(config, workdir, components)

@@ -41,10 +41,12 @@ import ml_collections
 import numpy as np
 
 from selfconsume import errors
-from selfconsume import motion_loop
 from selfconsume import outputs
 from selfconsume import sweep
 from selfconsume.data import text as text_lib
+from selfconsume.humanml import correction
+from selfconsume.humanml import model as model_lib
+from selfconsume.humanml import training
 from selfconsume.motion import render
 from selfconsume.motion import viewer
 from selfconsume.physics import metrics as physics_metrics
@@ -239,9 +241,9 @@ def sample_prompts(workdir: str, prompts: Sequence[str], *, variant: str = "self
     mean, std = f["mean"], f["std"]
   with config.unlocked():
     config.sampling.guidance = float(guidance)
-  model = motion_loop.MotionModel(config, vocab, mean, std)
-  state = motion_loop.restore_train_state(state_dir, model.init(jax.random.PRNGKey(0)), config,
-                                         vocab.size)
+  model = model_lib.MotionModel(config, vocab, mean, std)
+  state = training.restore_train_state(state_dir, model.init(jax.random.PRNGKey(0)), config,
+                                       vocab.size)
 
   captions = [p for p in prompts for _ in range(num_samples)]
   lengths = np.full((len(captions),), frames, np.int32)
@@ -255,8 +257,8 @@ def sample_prompts(workdir: str, prompts: Sequence[str], *, variant: str = "self
   fixed_raw = fixed_joints = fixed_physics = None
   info = None
   if correct:
-    fixed, usable, info = motion_loop.correct_motions(
-        model, motion_loop.corrector_params(config), motions, jl)
+    fixed, usable, info = correction.correct_motions(
+        model, correction.corrector_params(config), motions, jl)
     fixed_raw = np.asarray(model.denormalize(fixed, jl))[:, :frames]
     fixed_joints = np.asarray(model.joints(fixed, jl))[:, :frames]
     fixed_physics = _physics_rows(fixed_joints, lengths)

@@ -10,11 +10,12 @@ The item names and the "describe" key are those of the MDM train-state checkpoin
 before this module was made generic, so those still restore.
 
 Its users:
-  MDM train states    `train.Checkpointer(directory, config, vocab_size)`, a StepCheckpointer:
-                      steps are optimizer steps, the fingerprint is `mdm.checkpoint_fingerprint`
+  MDM train states    `humanml.training.Checkpointer(directory, config, vocab_size)`, a
+                      StepCheckpointer: steps are optimizer steps, the fingerprint is
+                      `humanml.mdm.checkpoint_fingerprint`
   digits loop states  experiments/mnist.py through `save` / `restore`: step = generation,
                       fingerprint = the run's config hash
-  motion evaluator    selfconsume/models/evaluator.py through `save` / `restore`: one step,
+  motion evaluator    selfconsume/humanml/evaluator.py through `save` / `restore`: one step,
                       fingerprint = cache version and data fingerprint
 
 Atomicity: orbax writes a step into `STEP.orbax-checkpoint-tmp` and renames it when complete,

@@ -77,8 +77,8 @@ FIT_CHECKPOINTS = "fit"
 class Components:
   """The model-, data- and simulator-specific pieces the loop driver calls.
 
-  Built by `selfconsume.motion_loop.build_components` for the motion experiment; tests may
-  hand in small stand-ins. Every function is deterministic given its key.
+  Built by `selfconsume.humanml.generation.build_components` for the motion experiment;
+  tests may hand in small stand-ins. Every function is deterministic given its key.
 
   Attributes:
     real_buffer: n -> loop.Buffer of the n real training motions.

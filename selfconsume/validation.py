@@ -22,7 +22,6 @@ from typing import Any, Callable, Iterable, Sequence
 import jax
 import ml_collections
 
-from selfconsume import evaluation
 from selfconsume import loop
 from selfconsume.data import humanml3d
 from selfconsume.data import subsets
@@ -31,8 +30,9 @@ from selfconsume.diffusion import sampling
 from selfconsume.diffusion import schedules
 from selfconsume.errors import ConfigError
 from selfconsume.errors import DataError
-from selfconsume.models import evaluator as evaluator_lib
-from selfconsume.models import mdm
+from selfconsume.humanml import evaluation
+from selfconsume.humanml import evaluator as evaluator_lib
+from selfconsume.humanml import mdm
 from selfconsume.physics import params as physics_params
 
 SPLITS = ("train", "val", "test")

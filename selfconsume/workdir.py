@@ -284,7 +284,7 @@ def humanml_dataset(config: ml_collections.ConfigDict) -> dict[str, Any]:
   A directory (config.data.root) is known by its split lists and Mean.npy / Std.npy, which
   differ between any two datasets; the procedural corpus by its version (its size and
   seed are config fields). The full content fingerprint is checked once the data are
-  loaded (selfconsume.motion_loop.write_run_files).
+  loaded (selfconsume.humanml.data.write_run_files).
   """
   data = config.data
   if data.root:

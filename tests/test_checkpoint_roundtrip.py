@@ -16,9 +16,9 @@ from orbax.checkpoint._src.path import atomicity
 import pytest
 
 from selfconsume import checkpoint
-from selfconsume import train
-from selfconsume.models import mdm
 from selfconsume.errors import CheckpointError
+from selfconsume.humanml import mdm
+from selfconsume.humanml import training
 from tests.test_train_step import VOCAB
 from tests.test_train_step import make_data
 from tests.test_train_step import tiny_config
@@ -28,22 +28,22 @@ def test_save_restore_next_step_identical(tmp_path):
   config = tiny_config()
   data = make_data()
   batch = jax.tree.map(lambda a: a[:4], data)
-  state = train.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
-  state, _ = train.jit_train_step(state, batch, jax.random.PRNGKey(1))
+  state = training.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
+  state, _ = training.jit_train_step(state, batch, jax.random.PRNGKey(1))
   norm = {"mean": np.arange(263, dtype=np.float32), "std": np.ones(263, np.float32)}
-  ckpt = train.Checkpointer(tmp_path, config, VOCAB, normalization=norm)
+  ckpt = training.Checkpointer(tmp_path, config, VOCAB, normalization=norm)
   assert ckpt.latest_step() is None
   with pytest.raises(CheckpointError, match="no checkpoint"):
     ckpt.restore(state)
   assert ckpt.save(state) == 1
 
-  fresh = train.create_train_state(config, jax.random.PRNGKey(9), VOCAB)
-  reopened = train.Checkpointer(tmp_path, config, VOCAB)
+  fresh = training.create_train_state(config, jax.random.PRNGKey(9), VOCAB)
+  reopened = training.Checkpointer(tmp_path, config, VOCAB)
   assert reopened.latest_step() == 1
   restored = reopened.restore(fresh)
   assert int(restored.step) == 1
-  _, m1 = train.jit_train_step(state, batch, jax.random.PRNGKey(2))
-  _, m2 = train.jit_train_step(restored, batch, jax.random.PRNGKey(2))
+  _, m1 = training.jit_train_step(state, batch, jax.random.PRNGKey(2))
+  _, m2 = training.jit_train_step(restored, batch, jax.random.PRNGKey(2))
   assert float(m1["loss"]) == float(m2["loss"])
   assert float(m1["grad_norm"]) == float(m2["grad_norm"])
   np.testing.assert_array_equal(reopened.restore_normalization()["mean"], norm["mean"])
@@ -52,21 +52,21 @@ def test_save_restore_next_step_identical(tmp_path):
 
 def test_incompatible_config_is_refused(tmp_path):
   config = tiny_config()
-  state = train.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
-  train.Checkpointer(tmp_path, config, VOCAB).save(state)
+  state = training.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
+  training.Checkpointer(tmp_path, config, VOCAB).save(state)
   wider = tiny_config()
   wider.model.latent_dim = 64
-  other = train.Checkpointer(tmp_path, wider, VOCAB)
+  other = training.Checkpointer(tmp_path, wider, VOCAB)
   with pytest.raises(CheckpointError, match="model.latent_dim: checkpoint has 32, config has 64"):
     other.restore(state)
   with pytest.raises(CheckpointError, match="model.vocab_size"):
-    train.Checkpointer(tmp_path, config, VOCAB + 1).restore(state)
+    training.Checkpointer(tmp_path, config, VOCAB + 1).restore(state)
   eps = tiny_config()
   eps.diffusion.prediction = "eps"
   with pytest.raises(CheckpointError, match="diffusion.prediction"):
-    train.Checkpointer(tmp_path, eps, VOCAB).restore(state)
+    training.Checkpointer(tmp_path, eps, VOCAB).restore(state)
   with pytest.raises(CheckpointError, match="no checkpoint at step 7"):
-    train.Checkpointer(tmp_path, config, VOCAB).restore(state, step=7)
+    training.Checkpointer(tmp_path, config, VOCAB).restore(state, step=7)
 
 
 # ----------------------------------------------------------------------------- crash mid-save
@@ -107,22 +107,22 @@ def _step_dirs(directory) -> list[str]:
 def test_mdm_save_killed_midway_keeps_the_previous_step(tmp_path, killer):
   config = tiny_config()
   data = make_data()
-  state = train.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
-  state, _ = train.jit_train_step(state, jax.tree.map(lambda a: a[:4], data),
-                                  jax.random.PRNGKey(1))
-  ckpt = train.Checkpointer(tmp_path, config, VOCAB, max_to_keep=1)
+  state = training.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
+  state, _ = training.jit_train_step(state, jax.tree.map(lambda a: a[:4], data),
+                                     jax.random.PRNGKey(1))
+  ckpt = training.Checkpointer(tmp_path, config, VOCAB, max_to_keep=1)
   ckpt.save(state)
   saved_params = jax.device_get(state.params)   # the step below donates `state`'s buffers
-  later, _ = train.jit_train_step(state, jax.tree.map(lambda a: a[4:], data),
-                                  jax.random.PRNGKey(2))
+  later, _ = training.jit_train_step(state, jax.tree.map(lambda a: a[4:], data),
+                                     jax.random.PRNGKey(2))
   killer.arm()
   with pytest.raises(SaveKilled):
     ckpt.save(later)
   killer.disarm()
   assert any("tmp" in name for name in os.listdir(tmp_path))   # the half-written step 2
-  reopened = train.Checkpointer(tmp_path, config, VOCAB, max_to_keep=1)
+  reopened = training.Checkpointer(tmp_path, config, VOCAB, max_to_keep=1)
   assert reopened.latest_step() == 1
-  restored = reopened.restore(train.create_train_state(config, jax.random.PRNGKey(9), VOCAB))
+  restored = reopened.restore(training.create_train_state(config, jax.random.PRNGKey(9), VOCAB))
   _assert_identical(jax.device_get(restored.params), saved_params)
   # The next save goes through and replaces step 1.
   assert reopened.save(later) == 2 and reopened.all_steps() == [2]
@@ -132,7 +132,7 @@ def test_mdm_checkpoint_in_the_layout_written_before_the_generic_module(tmp_path
   """Train states saved by the earlier Checkpointer (orbax items state / config / normalization,
   the fingerprint under 'describe') still restore."""
   config = tiny_config()
-  state = train.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
+  state = training.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
   manager = ocp.CheckpointManager(
       str(tmp_path), options=ocp.CheckpointManagerOptions(enable_async_checkpointing=False),
       item_names=("state", "config", "normalization"))
@@ -146,8 +146,8 @@ def test_mdm_checkpoint_in_the_layout_written_before_the_generic_module(tmp_path
                                            "std": np.ones(263, np.float32)})))
   manager.wait_until_finished()
   manager.close()
-  reopened = train.Checkpointer(tmp_path, config, VOCAB)
-  restored = reopened.restore(train.create_train_state(config, jax.random.PRNGKey(9), VOCAB))
+  reopened = training.Checkpointer(tmp_path, config, VOCAB)
+  restored = reopened.restore(training.create_train_state(config, jax.random.PRNGKey(9), VOCAB))
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored.params),
                jax.device_get(state.params))
   assert reopened.restore_normalization()["std"].shape == (263,)

@@ -18,7 +18,7 @@ def test_quiet_console_drops_library_info_but_keeps_warnings():
   outputs.quiet_console()
   absl_logger = logging.getLogger("absl")
   orbax_file = os.path.join(os.sep, "venv", "orbax", "checkpoint", "manager.py")
-  own_file = os.path.join(os.sep, "work", "selfconsume", "motion_loop.py")
+  own_file = os.path.join(os.sep, "work", "selfconsume", "humanml", "model.py")
   assert not absl_logger.filter(_record(orbax_file, logging.INFO))
   assert absl_logger.filter(_record(orbax_file, logging.WARNING))
   assert absl_logger.filter(_record(own_file, logging.INFO))

@@ -9,8 +9,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from selfconsume import evaluation
 from selfconsume.errors import ConfigError, DataError, NonFiniteError
+from selfconsume.humanml import evaluation
 from test_evaluator_model import _make_dataset, train_small_evaluator
 
 

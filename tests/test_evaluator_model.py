@@ -11,10 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from selfconsume import evaluator_record
 from selfconsume.errors import CheckpointError, ConfigError, DataError
+from selfconsume.humanml import evaluator as evaluator_lib
+from selfconsume.humanml import evaluator_record
 from selfconsume.metrics import retrieval
-from selfconsume.models import evaluator as evaluator_lib
 from tests.test_checkpoint_roundtrip import SaveKilled, SaveKiller
 
 FAMILIES = ("walks", "jumps", "waves", "kicks")

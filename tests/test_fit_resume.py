@@ -12,9 +12,10 @@ import pytest
 
 from experiments.configs import humanml as humanml_config
 from selfconsume import loop
-from selfconsume import motion_loop
 from selfconsume import outputs
 from selfconsume.data import text as text_lib
+from selfconsume.humanml import data as data_lib
+from selfconsume.humanml import model as model_lib
 
 CAPTIONS = ["a person walks forward", "a person jumps in place", "someone waves",
             "a man turns around"]
@@ -36,10 +37,10 @@ def setup():
   motions = rng.standard_normal((8, frames, 263)).astype(np.float32)
   lengths = rng.integers(20, frames + 1, 8)
   captions = [[CAPTIONS[i % 4]] for i in range(8)]
-  buffer = loop.make_buffer(motion_loop.encode_examples(
+  buffer = loop.make_buffer(data_lib.encode_examples(
       motions, lengths, captions, vocab, int(config.text.max_len), 1))
-  model = motion_loop.MotionModel(config, vocab, np.zeros(263, np.float32),
-                                  np.ones(263, np.float32))
+  model = model_lib.MotionModel(config, vocab, np.zeros(263, np.float32),
+                                np.ones(263, np.float32))
   return model, buffer
 
 

@@ -18,9 +18,9 @@ import pytest
 from experiments.configs import humanml as humanml_config
 from selfconsume import errors
 from selfconsume import loop
-from selfconsume import motion_loop
 from selfconsume import outputs
 from selfconsume import sweep
+from selfconsume.humanml import correction
 
 
 @functools.partial(jax.jit, static_argnums=3)
@@ -110,12 +110,12 @@ def test_every_corrector_setting_is_a_config_field():
   config = humanml_config.get_config("smoke")
   config.correction.physics.refine_method = "gradient"
   config.correction.physics.refine_iterations = 3
-  physics = motion_loop.corrector_params(config)
+  physics = correction.corrector_params(config)
   assert (physics.refine_method, physics.refine_iterations) == ("gradient", 3)
   assert not hasattr(physics, "gamma")  # the loop mixes corrected and sampled motions itself
   config.correction.physics.solver = "PGS"
   with pytest.raises(errors.ConfigError, match="physics.solver='PGS'"):
-    motion_loop.corrector_params(config)
+    correction.corrector_params(config)
 
 
 def test_sweep_writes_rows_summary_and_plots(tmp_path):

@@ -21,13 +21,15 @@ if len(sys.argv) > 1:  # one of two processes on this host, 2 CPU devices each
                              process_id=int(sys.argv[1]))
 fetch = lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True))
 from experiments.configs import humanml
-from selfconsume import loop, motion_loop, parallel
+from selfconsume import loop, parallel
 from selfconsume.data import text
+from selfconsume.humanml import generation as generation_lib
+from selfconsume.humanml import model as model_lib
 
 config = humanml.get_config("smoke")
 config.loop.sizes, config.train.generation_steps = (16,), (10,)
 vocab = text.Vocabulary.build(["a person walks forward", "a person jumps"])
-model = motion_loop.MotionModel(config, vocab, np.zeros(263, np.float32), np.ones(263, np.float32))
+model = model_lib.MotionModel(config, vocab, np.zeros(263, np.float32), np.ones(263, np.float32))
 rng = np.random.default_rng(0)
 n, frames, captions, words = 16, config.data.max_frames, 2, config.text.max_len
 ids = rng.integers(2, vocab.size, (n, captions, words)).astype(np.int32)
@@ -38,7 +40,7 @@ buffer = loop.make_buffer({
     "num_captions": jnp.full((n,), captions, jnp.int32)})
 state = model.init(jax.random.PRNGKey(0))
 state, metrics = model.fit(state, buffer, jax.random.PRNGKey(1), 20)
-sample_fn, correct_fn, fit_fn = motion_loop.loop_stages(config, model, n)
+sample_fn, correct_fn, fit_fn = generation_lib.loop_stages(config, model, n)
 generation = loop.make_generation(variant="self_consuming", sample_fn=sample_fn,
                                   correct_fn=correct_fn, fit_fn=fit_fn)
 synthetic = loop.empty_buffer(jax.tree.map(lambda x: x[:1], buffer.data), n)

@@ -10,7 +10,7 @@ import pytest
 
 from experiments.configs import humanml as humanml_config
 from selfconsume.errors import ConfigError
-from selfconsume.models import mdm
+from selfconsume.humanml import mdm
 from selfconsume.motion.frames import frame_mask
 
 FRAMES, VOCAB, TEXT_LEN = 12, 30, 6

@@ -17,10 +17,10 @@ import ml_collections
 import numpy as np
 
 from experiments.configs import humanml as humanml_config
-from selfconsume import train
 from selfconsume.data import procedural
 from selfconsume.data import text as text_lib
-from selfconsume.models import mdm
+from selfconsume.humanml import mdm
+from selfconsume.humanml import training
 from selfconsume.motion import features
 
 TEXT_LEN = 20
@@ -67,10 +67,10 @@ def overfit(model: ml_collections.ConfigDict, steps: int, max_frames: int,
   c.text = ml_collections.ConfigDict(dict(max_len=TEXT_LEN))
   data = {"motion": jnp.asarray(motion), "lengths": jnp.asarray(lengths),
           "text_ids": jnp.asarray(ids), "text_mask": jnp.asarray(tmask)}
-  state = train.create_train_state(c, jax.random.PRNGKey(0), vocab.size)
-  state, history = train.train(state, data, _whole_set, steps, jax.random.PRNGKey(1),
-                               steps_per_call=50, log_every=max(steps // 4, 50),
-                               progress=False)
+  state = training.create_train_state(c, jax.random.PRNGKey(0), vocab.size)
+  state, history = training.train(state, data, _whole_set, steps, jax.random.PRNGKey(1),
+                                  steps_per_call=50, log_every=max(steps // 4, 50),
+                                  progress=False)
   generate = mdm.make_generate_fn(state.model, c, max_frames)
   if joints:
     true_joints = features.features_to_joints(jnp.asarray(motion * std + mean),

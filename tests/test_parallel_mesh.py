@@ -16,19 +16,20 @@ _SCRIPT = r'''
 import json
 import jax
 import numpy as np
-from selfconsume import parallel, train
+from selfconsume import parallel
+from selfconsume.humanml import training
 from tests.test_train_step import VOCAB, draw, make_data, tiny_config
 
 assert jax.device_count() == 4, jax.devices()
 config = tiny_config(ema_decay=0.0)
-fresh = lambda: train.create_train_state(config, jax.random.PRNGKey(0), VOCAB)  # train() donates
+fresh = lambda: training.create_train_state(config, jax.random.PRNGKey(0), VOCAB)  # train() donates
 mesh = parallel.make_mesh()
 assert len(parallel.shard_batch(make_data(8), mesh)["motion"].sharding.device_set) == 4
 # The fused training loop on one device and data parallel over four.
-t1, h1 = train.train(jax.device_put(fresh(), jax.devices()[0]), make_data(8), draw, 10,
-                     jax.random.PRNGKey(4), steps_per_call=5, log_every=5, progress=False)
-t4, h4 = train.train(fresh(), make_data(8), draw, 10, jax.random.PRNGKey(4), steps_per_call=5,
-                     log_every=5, progress=False, mesh=mesh)
+t1, h1 = training.train(jax.device_put(fresh(), jax.devices()[0]), make_data(8), draw, 10,
+                        jax.random.PRNGKey(4), steps_per_call=5, log_every=5, progress=False)
+t4, h4 = training.train(fresh(), make_data(8), draw, 10, jax.random.PRNGKey(4), steps_per_call=5,
+                        log_every=5, progress=False, mesh=mesh)
 diff = max(float(np.abs(a - b).max()) for a, b in
            zip(jax.tree.leaves(jax.device_get(t1.params)), jax.tree.leaves(jax.device_get(t4.params))))
 print(json.dumps({"hist1": [h["loss"] for h in h1], "hist4": [h["loss"] for h in h4],

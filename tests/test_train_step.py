@@ -1,4 +1,4 @@
-"""Tests of selfconsume.train: the pure step, fused steps, EMA, non-finite handling."""
+"""Tests of selfconsume.humanml.training: the pure step, fused steps, EMA, non-finite handling."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import tensorboardX
 
 from experiments.configs import humanml as humanml_config
-from selfconsume import train
 from selfconsume.errors import ConfigError
 from selfconsume.errors import NonFiniteError
+from selfconsume.humanml import training
 
 FRAMES, VOCAB, TEXT_LEN, BATCH = 12, 30, 6, 4
 
@@ -48,11 +48,11 @@ def draw(key, data):
 
 def test_loss_decreases_and_ema_lags(tmp_path):
   config = tiny_config()
-  state = train.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
+  state = training.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
   data = make_data()
   writer = tensorboardX.SummaryWriter(str(tmp_path))
-  state, history = train.train(state, data, draw, 60, jax.random.PRNGKey(1),
-                               steps_per_call=20, log_every=20, progress=False, writer=writer)
+  state, history = training.train(state, data, draw, 60, jax.random.PRNGKey(1),
+                                  steps_per_call=20, log_every=20, progress=False, writer=writer)
   writer.close()
   assert list(tmp_path.glob("events.out.tfevents.*"))
   assert int(state.step) == 60
@@ -65,33 +65,33 @@ def test_loss_decreases_and_ema_lags(tmp_path):
 
 def test_nonfinite_step_keeps_state_and_last_checkpoint(tmp_path):
   config = tiny_config(ema_decay=0.0)
-  state = train.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
+  state = training.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
   data = make_data()
-  ckpt = train.Checkpointer(tmp_path / "ckpt", config, VOCAB)
-  state, _ = train.train(state, data, draw, 10, jax.random.PRNGKey(1), steps_per_call=10,
-                         progress=False, checkpointer=ckpt)
+  ckpt = training.Checkpointer(tmp_path / "ckpt", config, VOCAB)
+  state, _ = training.train(state, data, draw, 10, jax.random.PRNGKey(1), steps_per_call=10,
+                            progress=False, checkpointer=ckpt)
   assert ckpt.latest_step() == 10
   good = jax.device_get(state.params)
   bad = dict(data, motion=data["motion"].at[:, 0, 0].set(jnp.nan))
   with pytest.raises(NonFiniteError, match="non-finite at step 10") as info:
-    train.train(state, bad, draw, 10, jax.random.PRNGKey(2), steps_per_call=10,
-                progress=False, checkpointer=ckpt)
+    training.train(state, bad, draw, 10, jax.random.PRNGKey(2), steps_per_call=10,
+                   progress=False, checkpointer=ckpt)
   assert "step 10) is intact" in str(info.value)
   kept = info.value.state
   assert int(kept.step) == 10
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(kept.params), good)
   assert ckpt.latest_step() == 10
-  restored = ckpt.restore(train.create_train_state(config, jax.random.PRNGKey(5), VOCAB))
+  restored = ckpt.restore(training.create_train_state(config, jax.random.PRNGKey(5), VOCAB))
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored.params), good)
 
 
 def test_bad_train_config_is_config_error():
   with pytest.raises(ConfigError, match="decay"):
-    train.train_settings(tiny_config(decay="exponential"))
+    training.train_settings(tiny_config(decay="exponential"))
 
 
 def test_learning_rate_warmup_and_cosine_decay():
-  lr = train.learning_rate_schedule(dict(train.TRAIN_DEFAULTS, learning_rate=1.0,
-                                         warmup_steps=10, decay="cosine", decay_steps=110))
+  lr = training.learning_rate_schedule(dict(training.TRAIN_DEFAULTS, learning_rate=1.0,
+                                            warmup_steps=10, decay="cosine", decay_steps=110))
   np.testing.assert_allclose([lr(0), lr(5), lr(10), lr(60), lr(110)],
                              [0.0, 0.5, 1.0, 0.5, 0.0], atol=1e-5)

@@ -15,12 +15,12 @@ import pytest
 from experiments.configs import gaussian as gaussian_config
 from experiments.configs import humanml as humanml_config
 from experiments.configs import mnist as mnist_config
-from selfconsume import train
 from selfconsume import validation
 from selfconsume.data import humanml3d
 from selfconsume.errors import CheckpointError
 from selfconsume.errors import ConfigError
 from selfconsume.errors import DataError
+from selfconsume.humanml import training
 from tests.test_train_step import VOCAB
 from tests.test_train_step import tiny_config
 
@@ -203,11 +203,11 @@ def test_non_utf8_text_files_are_data_errors(tmp_path):
 
 def test_truncated_checkpoint_message_is_one_line(tmp_path, truncate_checkpoint):
   config = tiny_config()
-  state = train.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
-  train.Checkpointer(tmp_path, config, VOCAB).save(state)
+  state = training.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
+  training.Checkpointer(tmp_path, config, VOCAB).save(state)
   assert truncate_checkpoint(tmp_path, min_bytes=1000)
   with pytest.raises(CheckpointError) as info:
-    train.Checkpointer(tmp_path, config, VOCAB).restore(state)
+    training.Checkpointer(tmp_path, config, VOCAB).restore(state)
   message = str(info.value)
   assert "\n" not in message and len(message) < 400, message
   assert "truncated or corrupt" in message and str(tmp_path) in message

@@ -24,8 +24,8 @@ from experiments import humanml
 from experiments.configs import gaussian as gaussian_config
 from experiments.configs import humanml as humanml_config
 from experiments.configs import mnist as mnist_config
-from selfconsume import motion_loop
 from selfconsume import workdir as workdir_lib
+from selfconsume.humanml import data as data_lib
 from tests.test_workdir import _hold_lock
 from tests.test_workdir import tree_hash
 
@@ -115,17 +115,17 @@ def test_another_dataset_is_refused(repo_root, finished_run):
 def test_the_loaded_data_are_checked_against_dataset_json(finished_run, tmp_path):
   root, workdir, _ = finished_run
   config = _smoke_config(root)
-  data = motion_loop.load_data(config, str(workdir))
+  data = data_lib.load_data(config, str(workdir))
   vocab = workdir / "vocab.json"
   stamp = vocab.stat().st_mtime_ns
   before = tree_hash(workdir)
-  motion_loop.write_run_files(str(workdir), config, data)   # the run's data: nothing rewritten
+  data_lib.write_run_files(str(workdir), config, data)   # the run's data: nothing rewritten
   assert vocab.stat().st_mtime_ns == stamp
   other = _smoke_config(tmp_path)
   other.data.corpus_seed = 1
   with pytest.raises(workdir_lib.WorkdirError, match=r"holds a run of a different dataset: "
                                                      r"fingerprint is"):
-    motion_loop.write_run_files(str(workdir), other, motion_loop.load_data(other, str(tmp_path)))
+    data_lib.write_run_files(str(workdir), other, data_lib.load_data(other, str(tmp_path)))
   assert tree_hash(workdir) == before
 
 

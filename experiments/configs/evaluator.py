@@ -21,8 +21,8 @@ from __future__ import annotations
 import ml_collections
 
 from experiments.configs import common
-from selfconsume import evaluation
-from selfconsume.models import evaluator
+from selfconsume.humanml import evaluation
+from selfconsume.humanml import evaluator
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

@@ -25,8 +25,8 @@ import dataclasses
 import ml_collections
 
 from experiments.configs.common import apply_preset
-from selfconsume import evaluation
-from selfconsume.models import evaluator
+from selfconsume.humanml import evaluation
+from selfconsume.humanml import evaluator
 from selfconsume.physics import params as physics_params
 
 
@@ -128,8 +128,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.correction.physics = ml_collections.ConfigDict(
       dataclasses.asdict(physics_params.CorrectorParams()))
 
-  # Evaluation after every generation on fixed test prompts (selfconsume/evaluation.py)
-  # with a frozen evaluator trained once per dataset (selfconsume/models/evaluator.py).
+  # Evaluation after every generation on fixed test prompts (selfconsume/humanml/evaluation.py)
+  # with a frozen evaluator trained once per dataset (selfconsume/humanml/evaluator.py).
   # The paper scores every generation on its whole test split, multimodality off. 256
   # prompts (the whole 240-motion test split of the default corpus) with bootstrap intervals.
   config.eval = evaluation.default_config()

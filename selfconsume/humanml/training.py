@@ -1,4 +1,5 @@
-"""Training MDM: the train state, one pure optimizer step, fused multi-step calls, the loop.
+"""Training MDM: the train state, one pure optimizer step, fused multi-step calls, the loop,
+and its checkpoints (`Checkpointer`, `save_train_state`, a long fit's resumable `FitProgress`).
 
 A batch is a dict of fixed-shape arrays:
   'motion'  (B, frames, 263) float32, normalised, zero-padded
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import time
 from typing import Any, Callable, Mapping
 
+from absl import logging as absl_logging
 import flax
 import jax
 import jax.numpy as jnp
@@ -27,12 +30,14 @@ import optax
 from tqdm import tqdm
 
 from selfconsume import checkpoint
+from selfconsume import outputs
 from selfconsume import parallel
 from selfconsume.diffusion import gaussian_diffusion
 from selfconsume.diffusion.schedules import Schedule
+from selfconsume.errors import CheckpointError
 from selfconsume.errors import ConfigError
 from selfconsume.errors import NonFiniteError
-from selfconsume.models import mdm
+from selfconsume.humanml import mdm
 from selfconsume.motion.frames import frame_mask
 
 Batch = Mapping[str, jnp.ndarray]
@@ -155,6 +160,13 @@ def create_train_state(config: ml_collections.ConfigDict, key: jax.Array, vocab_
       model=model, tx=tx, lr_fn=lr_fn, prediction=prediction,
       cond_drop_prob=float(config.model.get("cond_drop_prob", 0.1)),
       ema_decay=float(train["ema_decay"]))
+
+
+def fresh_optimizer(state: Any) -> Any:
+  """The paper fine-tunes each generation with a new AdamW: moments and bias correction
+  start afresh, only the weights carry over."""
+  return state.replace(opt_state=state.tx.init(state.params))
+
 
 
 def loss_fn(params, state: TrainState, batch: Batch, key: jax.Array
@@ -359,7 +371,7 @@ def train(state: TrainState, data: Any, draw_batch: Callable[[jax.Array, Any], B
 
 
 class Checkpointer(checkpoint.StepCheckpointer):
-  """Numbered checkpoints of one MDM training run (train.TrainState) in `directory`.
+  """Numbered checkpoints of one MDM training run (TrainState) in `directory`.
 
   Each step saves the state's step, params, opt_state and ema_params, and records the MDM
   fingerprint (`mdm.checkpoint_fingerprint`: architecture and diffusion settings), the full
@@ -390,3 +402,101 @@ class Checkpointer(checkpoint.StepCheckpointer):
   def _untree(self, state: Any, arrays: Any) -> Any:
     return state.replace(step=arrays["step"], params=arrays["params"],
                          opt_state=arrays["opt_state"], ema_params=arrays["ema_params"])
+
+
+def save_train_state(directory: str, state: Any, config: ml_collections.ConfigDict,
+                     vocab_size: int, normalization: Mapping[str, np.ndarray] | None = None
+                     ) -> None:
+  """Writes a TrainState (with config and normalisation) with `Checkpointer`.
+
+  Orbax finalises the step directory by an atomic rename: it is complete or absent.
+  """
+  checkpointer = Checkpointer(directory, config, vocab_size, normalization=normalization)
+  try:
+    checkpointer.save(state)
+  finally:
+    checkpointer.close()
+
+
+def restore_train_state(directory: str, template: Any, config: ml_collections.ConfigDict,
+                        vocab_size: int) -> Any:
+  """The TrainState saved in `directory`, restored into the structure of `template`.
+
+  Raises CheckpointError when there is none, or it was written for a different model.
+  """
+  if not os.path.isdir(directory):
+    raise CheckpointError(f"{directory}: no checkpoint there")
+  checkpointer = Checkpointer(directory, config, vocab_size)
+  try:
+    return checkpointer.restore(template)
+  finally:
+    checkpointer.close()
+
+
+class FitProgress:
+  """The resumable part of a long fit (MotionModel.fit): its checkpoints and the running loss sum.
+
+  `checkpoint_dir`/state holds orbax checkpoints of the train state (the newest only);
+  `checkpoint_dir`/fit.json the fit's identity (first step, steps per call, calls) and the
+  loss sum and count at the saved step. The record is written before the checkpoint, so the
+  newest checkpoint always has its losses.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, vocab_size: int,
+               checkpoint_dir: str | None, first_step: int, per_call: int, calls: int):
+    self.directory = checkpoint_dir
+    self.identity = {"first_step": int(first_step), "steps_per_call": int(per_call),
+                     "calls": int(calls)}
+    self.start_call, self.loss_sum, self.loss_count = 0, 0.0, 0
+    self._config = config
+    self._vocab_size = vocab_size
+    self._checkpointer = self._open() if checkpoint_dir else None
+
+  def _open(self):
+    return Checkpointer(os.path.join(self.directory, "state"), self._config,
+                        self._vocab_size, max_to_keep=1)
+
+  @property
+  def _record_path(self) -> str:
+    return os.path.join(self.directory, "fit.json")
+
+  def resume(self, state: Any) -> Any:
+    """`state`, or the newest checkpoint of this same fit restored into it."""
+    if self._checkpointer is None:
+      return state
+    saved = self._checkpointer.latest_step()
+    if saved is None:
+      return state
+    record = outputs.read_json(self._record_path) if os.path.exists(self._record_path) else {}
+    first, per_call = self.identity["first_step"], self.identity["steps_per_call"]
+    losses = record.get("losses", {}).get(str(saved))
+    inside = first < saved < first + self.identity["calls"] * per_call
+    if (record.get("identity") != self.identity or losses is None
+        or (saved - first) % per_call or not inside):
+      absl_logging.warning("%s holds a checkpoint of another fit (step %s); starting over",
+                           self.directory, saved)
+      self._checkpointer.close()
+      shutil.rmtree(self.directory)
+      self._checkpointer = self._open()
+      return state
+    self.start_call = (saved - first) // per_call
+    self.loss_sum, self.loss_count = float(losses[0]), int(losses[1])
+    absl_logging.info("%s: resuming the fit at step %d", self.directory, saved)
+    return self._checkpointer.restore(state, saved)
+
+  def add(self, losses: np.ndarray) -> None:
+    self.loss_sum += float(np.sum(losses))
+    self.loss_count += int(losses.size)
+
+  def mean(self) -> float:
+    return self.loss_sum / max(self.loss_count, 1)
+
+  def save(self, state: Any) -> None:
+    step = int(jax.device_get(state.step))
+    outputs.write_json(self._record_path, {
+        "identity": self.identity, "losses": {str(step): [self.loss_sum, self.loss_count]}})
+    self._checkpointer.save(state)
+
+  def close(self) -> None:
+    if self._checkpointer is not None:
+      self._checkpointer.close()

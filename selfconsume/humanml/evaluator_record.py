@@ -1,7 +1,7 @@
 """Which evaluator scored a run, recorded in its workdir so that every number traces back to it.
 
 A motion run's FID, R-precision, matching and diversity are measured in the embedding space
-of our own evaluator (`selfconsume.models.evaluator`), trained on the run's training split.
+of our own evaluator (`selfconsume.humanml.evaluator`), trained on the run's training split.
 When the run starts, `load_or_train` keeps a copy of that evaluator in the workdir (evaluator/,
 a selfconsume.checkpoint directory like the cache's, written by `evaluator.save_evaluator`) and
 `record` writes evaluator.json:
@@ -30,11 +30,11 @@ import flax.serialization
 import ml_collections
 import numpy as np
 
-from selfconsume import evaluation
 from selfconsume import outputs
 from selfconsume.errors import CheckpointError
+from selfconsume.humanml import evaluation
+from selfconsume.humanml import evaluator as evaluator_lib
 from selfconsume.metrics import fid as fid_lib
-from selfconsume.models import evaluator as evaluator_lib
 
 RECORD_FILE = "evaluator.json"
 COPY_DIR = "evaluator"

@@ -197,7 +197,7 @@ def evaluate(generate_fn: GenerateFn, dataset, evaluator, key: jax.Array,
     generate_fn: (captions list[str] of length B, lengths (B,) int32, key) -> normalised
       motions (B, frames, 263); called with B = config.generate_batch_size.
     dataset: MotionDataset of the evaluation split (same Mean/Std as the evaluator's).
-    evaluator: a trained `selfconsume.models.evaluator.Evaluator`.
+    evaluator: a trained `selfconsume.humanml.evaluator.Evaluator`.
     key: PRNG key; the same key gives the same numbers.
     config: see `default_config()`; may be partial (e.g. humanml's `config.eval`).
 
