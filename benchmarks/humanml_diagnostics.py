@@ -77,7 +77,8 @@ def correction_effect(config, workdir: str, count: int) -> dict[str, Any]:
     out[name] = {"sampled": physics(sampled.data["motion"], sampled.data["lengths"]),
                  "corrected": physics(corrected.data["motion"], corrected.data["lengths"]),
                  "tracking_error_m": float(metrics["tracking_error_m"]),
-                 "resets": float(metrics["resets"])}
+                 "resets": float(metrics["resets"]),
+                 "corrected_fraction": float(metrics["corrected_fraction"])}
     print(name, json.dumps(out[name]), flush=True)
   return out
 

@@ -280,13 +280,16 @@ def test_diagnostics_reproduce_generation1_and_correction_removes_penetration(sm
   humanml_diagnostics.main([
       f"--workdir={workdir}", "--preset=smoke", f"--seed={config.seed}",
       f"--corpus_dir={config.data.corpus_dir}", "--count=4",
-      f"--override=eval.evaluator_cache={config.eval.evaluator_cache}"])
+      f"--override=eval.evaluator_cache={config.eval.evaluator_cache}",
+      # Every motion comes back simulated (the paper's rule), resets or not.
+      "--override=correction.physics.failsafe_unrealisable=keep"])
   result = outputs.read_json(workdir / "diagnostics.json")
   effect = result["correction_effect"]
   last = f"self_correcting_gen{config.loop.generations}"
   assert set(effect) >= {"real_training_motions", "generation0", last}
   for name in ("generation0", last):
     assert effect[name]["corrected"]["penetrate_mm"] < 0.1   # the simulated feet stay above
+    assert effect[name]["corrected_fraction"] == 1.0
   # A fresh AdamW on the real motions with the loop's key is the loop's own generation 1.
   baseline_1 = next(r for r in outputs.read_jsonl(workdir / "metrics.jsonl")
                     if r["variant"] == "baseline" and r["generation"] == 1)
