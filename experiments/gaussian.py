@@ -173,7 +173,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   The config and the workdir are checked first (selfconsume.validation, selfconsume.workdir);
   a workdir whose summary.json exists holds the finished run of this config.
   """
-  validation.validate_with(config, gaussian_config.get_config)
+  validation.validate_with(config, gaussian_config.get_config, validation.gaussian)
   with workdir_lib.claim(workdir, config):
     if os.path.exists(os.path.join(workdir, "summary.json")):
       return workdir_lib.report_finished(

@@ -34,6 +34,7 @@ from selfconsume import parallel
 from selfconsume import sweep
 from selfconsume import validation
 from selfconsume import workdir as workdir_lib
+from selfconsume.humanml import checks
 from selfconsume.humanml import generation
 
 
@@ -43,7 +44,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   The config and the workdir are checked before any work (selfconsume.validation,
   selfconsume.workdir): a rerun continues only the run its workdir holds.
   """
-  validation.validate_with(config, humanml_config.get_config)
+  validation.validate_with(config, humanml_config.get_config, checks.humanml)
   parallel.initialize_distributed(bool(config.train.get("multi_host", False)))
   claim = (workdir_lib.claim(workdir, config, workdir_lib.humanml_dataset(config))
            if jax.process_index() == 0 else contextlib.nullcontext())

@@ -222,7 +222,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   The config and the workdir are checked before any work (selfconsume.validation,
   selfconsume.workdir): a rerun continues only the run its workdir holds.
   """
-  validation.validate_with(config, mnist_config.get_config)
+  validation.validate_with(config, mnist_config.get_config, validation.mnist)
   with workdir_lib.claim(workdir, config, workdir_lib.mnist_dataset(config)):
     if finished(config, workdir):
       return workdir_lib.report_finished(

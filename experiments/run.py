@@ -34,6 +34,7 @@ from selfconsume import errors
 from selfconsume import outputs
 from selfconsume import validation
 from selfconsume import workdir as workdir_lib
+from selfconsume.humanml import checks as humanml_checks
 
 # experiment name -> module in experiments/ that defines run(config, workdir).
 EXPERIMENTS = {
@@ -72,6 +73,10 @@ def enable_compilation_cache() -> None:
 
 # Experiments whose run() claims its workdir (selfconsume.workdir: identity and lock); the
 # others only need it to exist.
+# Each experiment's range and cross-field rules (selfconsume.validation.validate).
+RULES = {"evaluator": humanml_checks.evaluator, "gaussian": validation.gaussian,
+         "humanml": humanml_checks.humanml, "mnist": validation.mnist}
+
 CLAIMING = ("gaussian", "humanml", "mnist")
 
 # Errors that describe the input (a config value, a dataset file, a checkpoint, the workdir,
@@ -88,7 +93,7 @@ def run_experiment(config, workdir: str):
     raise errors.ConfigError(
         f"config.experiment = {name!r} is not one of {sorted(EXPERIMENTS)}")
   config_module = importlib.import_module(f"experiments.configs.{name}")
-  validation.validate_with(config, config_module.get_config)
+  validation.validate_with(config, config_module.get_config, RULES[name])
   workdir_lib.check_path(workdir)
   module = importlib.import_module(EXPERIMENTS[name])
   if name not in CLAIMING:

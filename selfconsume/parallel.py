@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
@@ -28,6 +29,29 @@ def initialize_distributed(enabled: bool) -> None:
   """
   if enabled:
     jax.distributed.initialize()
+
+
+def is_file_writer() -> bool:
+  """Whether this process writes the run's files: under jax.distributed every process
+  computes and process 0 alone writes (rows, metrics, TensorBoard, videos, reports); always
+  True in a single process."""
+  return jax.process_index() == 0
+
+
+def sync(name: str) -> None:
+  """Every process waits here for the others (after process 0 wrote what they will read);
+  a no-op in a single process."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
+
+
+def agreed(value: int) -> int:
+  """Process 0's value of an integer that every process must act on alike (which generation
+  a rerun resumes from, whether a file still has to be computed): processes may see a shared
+  workdir at different moments. The value itself in a single process."""
+  if jax.process_count() == 1:
+    return int(value)
+  return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:

@@ -52,6 +52,7 @@ import tqdm
 from selfconsume import loop
 from selfconsume import loop_plots
 from selfconsume import outputs
+from selfconsume import parallel
 from selfconsume import report
 from selfconsume.errors import CheckpointError
 from selfconsume.errors import ConfigError
@@ -326,7 +327,8 @@ class _Writers:
   Reference values (real_*) and interval half-widths (*_ci95) stay in metrics.jsonl.
   """
 
-  def __init__(self, workdir: str, config: ml_collections.ConfigDict):
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict, enabled: bool = True):
+    self._enabled = enabled  # False: a process other than the one that writes files
     self._root = os.path.join(workdir, "tensorboard")
     self._lambdas = [float(r) for r in config.loop.lambdas] or [0.0]
     self._variants = [str(v) for v in config.loop.variants]
@@ -346,6 +348,8 @@ class _Writers:
     return [(w, tags) for w in writers]
 
   def row(self, row: Row) -> None:
+    if not self._enabled:
+      return
     values = {name: value for name, value in flat_metrics(row).items()
               if name not in _NOT_SCALARS and not name.startswith("real_")
               and not name.endswith("_ci95") and np.isfinite(value)}
@@ -356,7 +360,7 @@ class _Writers:
       writer.flush()
 
   def fit_loss(self, n: int, ratio: float, variant: str, step: int, loss: float) -> None:
-    if not np.isfinite(loss):
+    if not self._enabled or not np.isfinite(loss):
       return
     for writer, tags in self._targets(n, ratio, variant):
       for tag in tags:
@@ -369,13 +373,23 @@ class _Writers:
 
 def _finish_generation(directory: str, generation: int, train_state: Any, row: Row,
                        components: Components, keep: int) -> None:
-  """Checkpoint, then the row: the row's presence marks the generation finished."""
+  """Checkpoint, then the row: the row's presence marks the generation finished.
+
+  `components.save` runs on every process (orbax's multi-host save is collective; a save of
+  plain files writes from `parallel.is_file_writer()` alone); the rest on process 0 only.
+  """
   gen_dir = generation_dir(directory, generation)
   state_dir = os.path.join(gen_dir, "state")
-  if os.path.exists(state_dir):  # a crash between checkpoint and row: redo cleanly
-    shutil.rmtree(state_dir)
-  os.makedirs(gen_dir, exist_ok=True)
+  writer = parallel.is_file_writer()
+  if writer:
+    if os.path.exists(state_dir):  # a crash between checkpoint and row: redo cleanly
+      shutil.rmtree(state_dir)
+    os.makedirs(gen_dir, exist_ok=True)
+  parallel.sync(f"save {state_dir}")
   components.save(state_dir, train_state)
+  parallel.sync(f"saved {state_dir}")
+  if not writer:
+    return
   outputs.write_json(os.path.join(gen_dir, "row.json"), row)
   # The fit's own checkpoints (a long fit's resume points) are superseded by `state`.
   shutil.rmtree(os.path.join(gen_dir, FIT_CHECKPOINTS), ignore_errors=True)
@@ -387,6 +401,8 @@ def _finish_generation(directory: str, generation: int, train_state: Any, row: R
 
 def _write_results(workdir: str, config: ml_collections.ConfigDict) -> list[Row]:
   rows = collect_rows(workdir, config)
+  if not parallel.is_file_writer():
+    return rows
   outputs.write_text_atomic(
       os.path.join(workdir, "metrics.jsonl"),
       "".join(json.dumps(outputs.to_jsonable(r)) + "\n" for r in rows))
@@ -406,10 +422,14 @@ def run_loop(config: ml_collections.ConfigDict, workdir: str, components: Compon
       generation, a True return ends the sweep there (a simulated crash).
   """
   _validate(config)
-  os.makedirs(workdir, exist_ok=True)
-  if not os.path.exists(os.path.join(workdir, "config.json")):  # the run's, never rewritten
-    outputs.write_json(os.path.join(workdir, "config.json"), config.to_dict())
-  writers = _Writers(workdir, config)
+  # Under jax.distributed every process runs this function and computes; process 0 alone
+  # writes files, and decisions read from the workdir are process 0's (parallel.agreed).
+  writer = parallel.is_file_writer()
+  if writer:
+    os.makedirs(workdir, exist_ok=True)
+    if not os.path.exists(os.path.join(workdir, "config.json")):  # the run's, never rewritten
+      outputs.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  writers = _Writers(workdir, config, enabled=writer)
   seed = int(config.seed)
   eval_key = evaluation_key(seed)
   videos = bool(config.outputs.videos)
@@ -420,7 +440,7 @@ def run_loop(config: ml_collections.ConfigDict, workdir: str, components: Compon
       real = components.real_buffer(n)
       gen0_dir = generation_dir(run_dir(workdir, n, None, None), 0)
       start = time.time()
-      if os.path.exists(os.path.join(gen0_dir, "row.json")):
+      if parallel.agreed(os.path.exists(os.path.join(gen0_dir, "row.json"))):
         gen0_state = None  # restored only if some run still has generations to do
       else:
         init_key, fit_key = jax.random.split(generation_key(seed, n, 0.0, "generation0", 0))
@@ -444,7 +464,7 @@ def run_loop(config: ml_collections.ConfigDict, workdir: str, components: Compon
                 else f"n{n}/lambda{_tag(ratio)}/{variant}")
         directory = run_dir(workdir, n, ratio, variant)
         done = finished_generations(directory)
-        last = done[-1] if done else 0
+        last = parallel.agreed(done[-1] if done else 0)
         if last >= total:
           continue
         if gen0_state is None:
@@ -496,8 +516,11 @@ def run_loop(config: ml_collections.ConfigDict, workdir: str, components: Compon
     floor = None
     if "self_correcting" in config.loop.variants and components.correction_floor is not None:
       floor_path = os.path.join(workdir, "correction_floor.json")
-      if not os.path.exists(floor_path):
-        outputs.write_json(floor_path, components.correction_floor(eval_key))
+      if parallel.agreed(not os.path.exists(floor_path)):
+        floor = components.correction_floor(eval_key)
+        if writer:
+          outputs.write_json(floor_path, floor)
+      parallel.sync("correction floor")
       with open(floor_path) as f:
         floor = json.load(f)
   finally:
@@ -510,6 +533,8 @@ def run_loop(config: ml_collections.ConfigDict, workdir: str, components: Compon
   summary["preset"] = config.get("preset", "")
   if floor is not None:
     summary["correction_floor"] = floor
+  if not writer:
+    return summary
   outputs.write_json(os.path.join(workdir, "summary.json"), summary)
   if config.outputs.plots:
     loop_plots.plot_metrics(rows, os.path.join(workdir, "plots"), PLOTTED_METRICS,

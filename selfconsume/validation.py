@@ -6,7 +6,8 @@ built, so that a mistake costs a second, not a training run. `reference` is the 
 config file at the same preset (`experiments/configs/<experiment>.py:get_config`): every field
 must hold what the reference's field holds (an integer, a number, a tuple of numbers, ...),
 and no float may be NaN, or infinite unless the reference's value is (`correction.gamma =
-inf` corrects every sample). The range rules per experiment follow. Each error is one line
+inf` corrects every sample). The range rules of the toys follow;
+the motion experiments' are in `selfconsume.humanml.checks`. Each error is one line
 naming the field and what was expected:
 
   ConfigError  a config value (type, range, a relation between fields, an unusable path)
@@ -17,23 +18,14 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
-import jax
 import ml_collections
 
-from selfconsume import loop
-from selfconsume.data import humanml3d
-from selfconsume.data import subsets
-from selfconsume.diffusion import gaussian_diffusion
 from selfconsume.diffusion import sampling
 from selfconsume.diffusion import schedules
 from selfconsume.errors import ConfigError
 from selfconsume.errors import DataError
-from selfconsume.humanml import evaluation
-from selfconsume.humanml import evaluator as evaluator_lib
-from selfconsume.humanml import mdm
-from selfconsume.physics import params as physics_params
 
 SPLITS = ("train", "val", "test")
 VARIANTS = ("baseline", "self_consuming", "self_correcting")
@@ -53,7 +45,7 @@ def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
   return node
 
 
-def _has(config: ml_collections.ConfigDict, dotted: str) -> bool:
+def has(config: ml_collections.ConfigDict, dotted: str) -> bool:
   node = config
   for name in dotted.split("."):
     if not _is_group(node) or name not in node:
@@ -105,9 +97,9 @@ def _matches(value: Any, reference: Any) -> bool:
   return True
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
   if isinstance(value, (tuple, list)):
-    return "(" + ", ".join(_show(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return "(" + ", ".join(show(v) for v in value) + ("," if len(value) == 1 else "") + ")"
   return repr(value)
 
 
@@ -124,12 +116,12 @@ def check_types(config: ml_collections.ConfigDict, reference: ml_collections.Con
     value, ref, path = config[name], reference[name], f"{prefix}.{name}"
     if _is_group(ref):
       if not _is_group(value):
-        raise ConfigError(f"{path} must be a group of fields, got {_show(value)}")
+        raise ConfigError(f"{path} must be a group of fields, got {show(value)}")
       check_types(value, ref, path)
       continue
     kind = _describe_kind(ref)
     if kind is not None and not _matches(value, ref):
-      raise ConfigError(f"{path} must be {kind}, got {_show(value)}")
+      raise ConfigError(f"{path} must be {kind}, got {show(value)}")
 
 
 def check_finite(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict | None,
@@ -146,23 +138,23 @@ def check_finite(config: ml_collections.ConfigDict, reference: ml_collections.Co
     for v in value if many else (value,):
       if isinstance(v, float) and math.isnan(v):
         kind = "a tuple of numbers without NaN" if many else "a number"
-        raise ConfigError(f"{path} must be {kind}, got {_show(value)}")
+        raise ConfigError(f"{path} must be {kind}, got {show(value)}")
       if isinstance(v, float) and math.isinf(v) and not inf_allowed:
-        raise ConfigError(f"{path} must be finite, got {_show(value)}")
+        raise ConfigError(f"{path} must be finite, got {show(value)}")
 
 
-def _integer(config, field: str, minimum: int | None = None, maximum: int | None = None,
+def integer(config, field: str, minimum: int | None = None, maximum: int | None = None,
              what: str = "") -> int:
   value = _get(config, field)
   ok = _is_int(value) and (minimum is None or value >= minimum) and (
       maximum is None or value <= maximum)
   if not ok:
     raise ConfigError(f"config.{field} must be an integer{_bounds(minimum, maximum)}{what}, "
-                      f"got {_show(value)}")
+                      f"got {show(value)}")
   return value
 
 
-def _number(config, field: str, minimum: float | None = None, maximum: float | None = None,
+def number(config, field: str, minimum: float | None = None, maximum: float | None = None,
             *, above: float | None = None, below: float | None = None, what: str = "") -> float:
   value = _get(config, field)
   ok = _is_number(value) and not math.isnan(value)
@@ -171,7 +163,7 @@ def _number(config, field: str, minimum: float | None = None, maximum: float | N
           and (above is None or value > above) and (below is None or value < below))
   if not ok:
     bounds = _bounds(minimum, maximum, above, below)
-    raise ConfigError(f"config.{field} must be a number{bounds}{what}, got {_show(value)}")
+    raise ConfigError(f"config.{field} must be a number{bounds}{what}, got {show(value)}")
   return float(value)
 
 
@@ -188,18 +180,18 @@ def _bounds(minimum=None, maximum=None, above=None, below=None) -> str:
   return (" " + " and ".join(parts)) if parts else ""
 
 
-def _integers(config, field: str, minimum: int | None = None, *, non_empty: bool = True
+def integers(config, field: str, minimum: int | None = None, *, non_empty: bool = True
               ) -> tuple[int, ...]:
   values = _get(config, field)
   ok = isinstance(values, (tuple, list)) and (values or not non_empty) and all(
       _is_int(v) and (minimum is None or v >= minimum) for v in values)
   if not ok:
     raise ConfigError(f"config.{field} must be a {'non-empty ' if non_empty else ''}tuple of "
-                      f"integers{_bounds(minimum)}, got {_show(values)}")
+                      f"integers{_bounds(minimum)}, got {show(values)}")
   return tuple(values)
 
 
-def _numbers(config, field: str, minimum: float | None = None, *, above: float | None = None,
+def numbers(config, field: str, minimum: float | None = None, *, above: float | None = None,
              non_empty: bool = True) -> tuple[float, ...]:
   values = _get(config, field)
   ok = isinstance(values, (tuple, list)) and (values or not non_empty) and all(
@@ -207,36 +199,36 @@ def _numbers(config, field: str, minimum: float | None = None, *, above: float |
       and (above is None or v > above) for v in values)
   if not ok:
     raise ConfigError(f"config.{field} must be a {'non-empty ' if non_empty else ''}tuple of "
-                      f"finite numbers{_bounds(minimum, above=above)}, got {_show(values)}")
+                      f"finite numbers{_bounds(minimum, above=above)}, got {show(values)}")
   return tuple(float(v) for v in values)
 
 
-def _choice(config, field: str, choices: Sequence[str]) -> str:
+def choice(config, field: str, choices: Sequence[str]) -> str:
   value = _get(config, field)
   if value not in tuple(choices):
-    raise ConfigError(f"config.{field} must be one of {tuple(choices)}, got {_show(value)}")
+    raise ConfigError(f"config.{field} must be one of {tuple(choices)}, got {show(value)}")
   return value
 
 
-def _choices(config, field: str, choices: Sequence[str]) -> tuple[str, ...]:
+def choices(config, field: str, choices: Sequence[str]) -> tuple[str, ...]:
   values = _get(config, field)
   if (not isinstance(values, (tuple, list)) or not values
       or any(v not in tuple(choices) for v in values) or len(set(values)) != len(values)):
     raise ConfigError(f"config.{field} must be a non-empty tuple of distinct values from "
-                      f"{tuple(choices)}, got {_show(values)}")
+                      f"{tuple(choices)}, got {show(values)}")
   return tuple(values)
 
 
-def _gamma(config, field: str) -> float:
+def gamma(config, field: str) -> float:
   """A correction strength: >= 0, inf allowed (every sample corrected), never NaN."""
   value = _get(config, field)
   if not _is_number(value) or math.isnan(value) or value < 0:
     raise ConfigError(f"config.{field} must be a number >= 0 (inf corrects every "
-                      f"sample), got {_show(value)}")
+                      f"sample), got {show(value)}")
   return float(value)
 
 
-def _reraise(section: str, check: Callable[[], Any], library_name: str | None = None) -> Any:
+def reraise(section: str, check: Callable[[], Any], library_name: str | None = None) -> Any:
   """Runs a library's own check of a config section, naming the field as the user writes it.
 
   `library_name` is how the library calls the section in its messages (e.g. 'evaluation'
@@ -316,161 +308,34 @@ def check_input_file(path: str, what: str) -> None:
 # ----------------------------------------------------------------------------- experiments
 
 
-def _motion_data(config: ml_collections.ConfigDict) -> None:
-  """The data section shared by the motion loop and the evaluator experiment."""
-  min_frames = _integer(config, "data.min_frames", 2)
-  _integer(config, "data.max_frames", min_frames, what=" (>= data.min_frames)")
-  _choice(config, "data.split", SPLITS)
-  _choice(config, "data.test_split", SPLITS)
-  if config.data.root:
-    check_input_dir(config.data.root, "config.data.root")
-    root = config.data.root
-    # The small files a run reads first: a corrupt one is named now, not after minutes.
-    humanml3d.read_statistics(root)
-    for split in {config.data.split, config.data.test_split}:
-      humanml3d.read_split(root, split)
-  else:
-    _integer(config, "data.corpus_size", 1)
-    _integer(config, "data.corpus_seed", 0)
-    if config.data.corpus_dir:
-      check_output_dir(config.data.corpus_dir, "config.data.corpus_dir")
-
-
-def humanml(config: ml_collections.ConfigDict) -> None:
-  """The motion loop (experiments/configs/humanml.py)."""
-
-  _integer(config, "seed", 0)
-  _motion_data(config)
-  if config.data.subset_ids:
-    subsets.read_subset_ids(config.data.subset_ids)   # DataError naming the spec
-  _integer(config, "text.max_len", 1)
-  _integer(config, "text.max_captions", 1)
-
-  for field in ("latent_dim", "num_layers", "num_heads", "ff_dim"):
-    _integer(config, f"model.{field}", 1)
-  _number(config, "model.dropout", 0.0, below=1.0)
-  _number(config, "model.cond_drop_prob", 0.0, 1.0)
-  _reraise("config.model", lambda: mdm.resolved_model_config(config.model, 3))
-
-  _choice(config, "diffusion.schedule", schedules.SCHEDULES)
-  diffusion_steps = _integer(config, "diffusion.num_steps", 2)
-  _choice(config, "diffusion.prediction", gaussian_diffusion.PREDICTIONS)
-  _choice(config, "sampling.method", sampling.METHODS)
-  _integer(config, "sampling.num_steps", 1, diffusion_steps,
-           what=" (at most diffusion.num_steps)")
-  _number(config, "sampling.guidance")
-  _number(config, "sampling.eta", 0.0)
-
-  _integer(config, "train.batch_size", 1)
-  _number(config, "train.learning_rate", above=0.0)
-  _number(config, "train.weight_decay", 0.0)
-  _number(config, "train.grad_clip", 0.0)
-  _integer(config, "train.steps_per_call", 1)
-  _integer(config, "train.log_every", 1)
-
-  sizes = _integers(config, "loop.sizes", 1)
-  for field in ("train.gen0_steps", "train.generation_steps"):
-    steps = _integers(config, field, 0)
-    if len(steps) != len(sizes):
-      raise ConfigError(f"config.{field} needs one step count per entry of config.loop.sizes "
-                        f"{_show(sizes)}, got {_show(steps)}")
-  _numbers(config, "loop.lambdas", 0.0)
-  _choices(config, "loop.variants", VARIANTS)
-  _integer(config, "loop.generations", 0)
-  _integer(config, "loop.sample_batch_size", 1)
-  if _has(config, "loop.sampling"):   # how the loop samples its synthetic motions
-    _choice(config, "loop.sampling.method", sampling.METHODS)
-    _integer(config, "loop.sampling.num_steps", 1, diffusion_steps,
-             what=" (at most diffusion.num_steps)")
-    _number(config, "loop.sampling.guidance")
-    _number(config, "loop.sampling.eta", 0.0)
-  if _has(config, "loop.synthetic_captions"):
-    _choice(config, "loop.synthetic_captions", ("all", "prompt"))
-  if _has(config, "train.checkpoint_every"):
-    _integer(config, "train.checkpoint_every", 0, what=" (0 = no checkpoints inside a fit)")
-
-  _gamma(config, "correction.gamma")
-  if _has(config, "correction.physics"):
-    overrides = config.correction.physics.to_dict()
-    _reraise("config.correction.physics", lambda: physics_params.from_config(overrides),
-             "physics")
-
-  evaluation_fields = {k: v for k, v in config.eval.items()
-                       if k not in ("evaluator", "evaluator_cache")}
-  for field in ("num_samples", "batch_size", "num_repeats", "diversity_pairs"):
-    if field in evaluation_fields:
-      _integer(config, f"eval.{field}", 1)
-  _reraise("config.eval", lambda: evaluation.resolve_config(config.eval), "evaluation")
-  if "evaluator" in config.eval:
-    _reraise("config.eval.evaluator", lambda: evaluator_lib.resolve_config(config.eval.evaluator),
-             "evaluator")
-  if config.eval.get("evaluator_cache"):
-    check_output_dir(config.eval.evaluator_cache, "config.eval.evaluator_cache")
-
-  outputs = config.outputs
-  if "video_format" in outputs:
-    _choice(config, "outputs.video_format", ("gif", "mp4"))
-  if "video_frames" in outputs:
-    _integer(config, "outputs.video_frames", 1)
-  if "correction_videos" in outputs:
-    _integer(config, "outputs.correction_videos", 0)
-  if "keep_checkpoints" in outputs:
-    _integer(config, "outputs.keep_checkpoints", -1, what=" (-1 keeps every generation)")
-
-  if jax.device_count() > 1 and config.train.batch_size % jax.device_count():
-    raise ConfigError(f"config.train.batch_size ({config.train.batch_size}) must be divisible "
-                      f"by the number of devices ({jax.device_count()})")
-
-
-def humanml_data(config: ml_collections.ConfigDict, subsets: Iterable[Any]) -> None:
-  """The checks that need the loaded data, before the evaluator or generation 0 are built.
-
-  Args:
-    config: the humanml config.
-    subsets: the n real training motions (MotionDataset) of each entry of config.loop.sizes.
-  """
-  if not any(v != "baseline" for v in config.loop.variants):
-    return  # nothing is sampled
-  max_captions = int(config.text.max_captions)
-  for n, subset in zip(config.loop.sizes, subsets):
-    # Each synthetic motion is prompted with a distinct (motion, caption) pair of the n.
-    pairs = int(sum(min(len(c), max_captions) for c in subset.captions))
-    for ratio in config.loop.lambdas:
-      count = loop.num_synthetic(float(ratio), int(n))
-      if count > pairs:
-        raise ConfigError(
-            f"config.loop.lambdas: lambda = {ratio:g} with n = {n} needs {count} distinct "
-            f"training captions to prompt with, but the {n} real motions have {pairs}")
-
-
 def gaussian(config: ml_collections.ConfigDict) -> None:
   """The Gaussian toy (experiments/configs/gaussian.py)."""
-  _integer(config, "seed", 0)
-  _integer(config, "num_seeds", 1)
-  _integer(config, "dim", 1)
-  _integer(config, "num_real", 2, what=" (n: a covariance needs two samples)")
-  _integer(config, "num_generations", 1)
-  _number(config, "synthetic_ratio", 0.0, what=" (lambda)")
-  _numbers(config, "synthetic_ratios", 0.0)
+  integer(config, "seed", 0)
+  integer(config, "num_seeds", 1)
+  integer(config, "dim", 1)
+  integer(config, "num_real", 2, what=" (n: a covariance needs two samples)")
+  integer(config, "num_generations", 1)
+  number(config, "synthetic_ratio", 0.0, what=" (lambda)")
+  numbers(config, "synthetic_ratios", 0.0)
   gammas = _get(config, "gammas")
   if (not isinstance(gammas, (tuple, list)) or not gammas
       or any(not _is_number(g) or not math.isfinite(g) or g < 0 for g in gammas)):
     raise ConfigError(f"config.gammas must be a non-empty tuple of finite numbers >= 0, got "
-                      f"{_show(gammas)}")
-  _choice(config, "corrector", ("histogram", "mixture"))
+                      f"{show(gammas)}")
+  choice(config, "corrector", ("histogram", "mixture"))
   if config.corrector == "histogram" and config.dim != 2:
     raise ConfigError("config.corrector = 'histogram' uses a 2-D histogram; set config.dim = 2")
-  _integer(config, "histogram_bins", 1)
-  _integer(config, "rejection_pool", 1)
-  _integer(config, "last_window", 1, config.num_generations + 1,
+  integer(config, "histogram_bins", 1)
+  integer(config, "rejection_pool", 1)
+  integer(config, "last_window", 1, config.num_generations + 1,
            what=" (at most num_generations + 1)")
 
 
 def mnist(config: ml_collections.ConfigDict) -> None:
   """The digits toy (experiments/configs/mnist.py)."""
-  _integer(config, "seed", 0)
-  _integer(config, "num_seeds", 1)
-  source = _choice(config, "data.source", ("sklearn", "mnist"))
+  integer(config, "seed", 0)
+  integer(config, "num_seeds", 1)
+  source = choice(config, "data.source", ("sklearn", "mnist"))
   if source == "mnist":
     if not config.data.path:
       raise ConfigError("config.data.path is empty; config.data.source = 'mnist' reads the "
@@ -478,79 +343,69 @@ def mnist(config: ml_collections.ConfigDict) -> None:
     if not os.path.exists(config.data.path):
       raise DataError(f"config.data.path={config.data.path!r} is missing; expected a "
                       "directory of the four MNIST IDX files or an .npz")
-  _number(config, "data.test_fraction", above=0.0, below=1.0)
-  _number(config, "data.train_fraction", above=0.0, maximum=1.0)
-  _integer(config, "data.pad_to", 0)
-  _integer(config, "model.features", 1)
-  _integers(config, "model.multipliers", 1)
-  _choice(config, "diffusion.schedule", schedules.SCHEDULES)
-  diffusion_steps = _integer(config, "diffusion.num_steps", 2)
-  beta_start = _number(config, "diffusion.beta_start", above=0.0, below=1.0)
-  _number(config, "diffusion.beta_end", beta_start, below=1.0,
+  number(config, "data.test_fraction", above=0.0, below=1.0)
+  number(config, "data.train_fraction", above=0.0, maximum=1.0)
+  integer(config, "data.pad_to", 0)
+  integer(config, "model.features", 1)
+  integers(config, "model.multipliers", 1)
+  choice(config, "diffusion.schedule", schedules.SCHEDULES)
+  diffusion_steps = integer(config, "diffusion.num_steps", 2)
+  beta_start = number(config, "diffusion.beta_start", above=0.0, below=1.0)
+  number(config, "diffusion.beta_end", beta_start, below=1.0,
           what=" (at least diffusion.beta_start)")
-  _number(config, "diffusion.guidance")
-  _number(config, "diffusion.label_dropout", 0.0, 1.0)
-  _choice(config, "sampling.method", sampling.METHODS)
-  _integer(config, "sampling.num_steps", 1, diffusion_steps,
+  number(config, "diffusion.guidance")
+  number(config, "diffusion.label_dropout", 0.0, 1.0)
+  choice(config, "sampling.method", sampling.METHODS)
+  integer(config, "sampling.num_steps", 1, diffusion_steps,
            what=" (at most diffusion.num_steps)")
-  _number(config, "sampling.eta", 0.0)
-  _integer(config, "sampling.chunk_size", 1)
-  _integer(config, "train.batch_size", 1)
-  _integer(config, "train.gen0_steps", 1)
-  _number(config, "train.gen0_lr", above=0.0)
-  _number(config, "train.finetune_epochs", 0.0)
-  _number(config, "train.finetune_lr", 0.0)
-  _choices(config, "loop.variants", VARIANTS)
-  _numbers(config, "loop.lambdas", above=0.0)
-  _integer(config, "loop.num_generations", 0)
-  _integer(config, "corrector.clusters_per_class", 1)
-  _gamma(config, "corrector.gamma")
-  _integer(config, "classifier.steps", 1)
-  _integer(config, "classifier.batch_size", 1)
-  _number(config, "classifier.learning_rate", above=0.0)
-  _integer(config, "classifier.features", 1)
-  pairs = _integer(config, "eval.diversity_pairs", 1)
-  _integer(config, "eval.num_samples", max(2, pairs), what=" (at least eval.diversity_pairs)")
-  _integer(config, "eval.grid_per_class", 1)
+  number(config, "sampling.eta", 0.0)
+  integer(config, "sampling.chunk_size", 1)
+  integer(config, "train.batch_size", 1)
+  integer(config, "train.gen0_steps", 1)
+  number(config, "train.gen0_lr", above=0.0)
+  number(config, "train.finetune_epochs", 0.0)
+  number(config, "train.finetune_lr", 0.0)
+  choices(config, "loop.variants", VARIANTS)
+  numbers(config, "loop.lambdas", above=0.0)
+  integer(config, "loop.num_generations", 0)
+  integer(config, "corrector.clusters_per_class", 1)
+  gamma(config, "corrector.gamma")
+  integer(config, "classifier.steps", 1)
+  integer(config, "classifier.batch_size", 1)
+  number(config, "classifier.learning_rate", above=0.0)
+  integer(config, "classifier.features", 1)
+  pairs = integer(config, "eval.diversity_pairs", 1)
+  integer(config, "eval.num_samples", max(2, pairs), what=" (at least eval.diversity_pairs)")
+  integer(config, "eval.grid_per_class", 1)
 
 
-def evaluator(config: ml_collections.ConfigDict) -> None:
-  """The evaluator experiment (experiments/configs/evaluator.py)."""
-  _integer(config, "seed", 0)
-  _motion_data(config)
-  _reraise("config.evaluator", lambda: evaluator_lib.resolve_config(config.evaluator),
-           "evaluator")
-  _reraise("config.eval", lambda: evaluation.resolve_config(config.eval), "evaluation")
-  if config.get("cache_dir"):
-    check_output_dir(config.cache_dir, "config.cache_dir")
-
-
-RULES: dict[str, Callable[[ml_collections.ConfigDict], None]] = {
-    "humanml": humanml, "gaussian": gaussian, "mnist": mnist, "evaluator": evaluator}
 
 
 def validate(config: ml_collections.ConfigDict,
-             reference: ml_collections.ConfigDict | None = None) -> None:
+             reference: ml_collections.ConfigDict | None = None,
+             rules: Callable[[ml_collections.ConfigDict], None] | None = None) -> None:
   """Raises ConfigError / DataError for a config its experiment cannot run with.
 
   Args:
-    config: the experiment's config (its `experiment` field picks the rules).
+    config: the experiment's config.
     reference: the experiment's config file at the same preset; its field types are the
       ones `config` must have. None checks ranges only.
+    rules: the experiment's own range and cross-field rules (`gaussian`, `mnist` here;
+      `selfconsume.humanml.checks.humanml` / `.evaluator` for the motion experiments).
   """
   if reference is not None:
     check_types(config, reference)
   check_finite(config, reference)
-  rules = RULES.get(config.get("experiment"))
   if rules is not None:
     rules(config)
 
 
 def validate_with(config: ml_collections.ConfigDict,
-                  get_config: Callable[[str], ml_collections.ConfigDict]) -> None:
+                  get_config: Callable[[str], ml_collections.ConfigDict],
+                  rules: Callable[[ml_collections.ConfigDict], None] | None = None) -> None:
   """`validate` against the experiment's config file (`get_config`) at the config's preset."""
   try:
     reference = get_config(config.get("preset", "") or "")
   except ConfigError:   # a config file of its own with a preset the standard one lacks
     reference = get_config("")
-  validate(config, reference)
+  validate(config, reference, rules)

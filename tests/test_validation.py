@@ -20,11 +20,13 @@ from selfconsume.data import humanml3d
 from selfconsume.errors import CheckpointError
 from selfconsume.errors import ConfigError
 from selfconsume.errors import DataError
+from selfconsume.humanml import checks
 from selfconsume.humanml import training
 from tests.test_train_step import VOCAB
 from tests.test_train_step import tiny_config
 
 _CONFIGS = {"humanml": humanml_config, "mnist": mnist_config, "gaussian": gaussian_config}
+_RULES = {"humanml": checks.humanml, "mnist": validation.mnist, "gaussian": validation.gaussian}
 
 
 def _set(config, dotted, value):
@@ -40,14 +42,15 @@ def _validate(experiment, **overrides):
   config = module.get_config("smoke")
   for dotted, value in overrides.items():
     _set(config, dotted.replace("__", "."), value)
-  validation.validate(config, module.get_config("smoke"))
+  validation.validate(config, module.get_config("smoke"), _RULES[experiment])
 
 
 @pytest.mark.parametrize("experiment", sorted(_CONFIGS))
 @pytest.mark.parametrize("preset", ["", "smoke"])
 def test_the_presets_are_valid(experiment, preset):
   module = _CONFIGS[experiment]
-  validation.validate(module.get_config(preset), module.get_config(preset))
+  validation.validate(module.get_config(preset), module.get_config(preset),
+                      _RULES[experiment])
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -113,7 +116,7 @@ def test_types_follow_the_config_file_so_new_fields_are_checked_too():
   with config.unlocked():
     config.loop.new_count = "three"
   with pytest.raises(ConfigError, match=r"config\.loop\.new_count must be an integer, got 'three'"):
-    validation.validate(config, reference)
+    validation.validate(config, reference, checks.humanml)
 
 
 def test_mnist_source_needs_an_existing_path(tmp_path):

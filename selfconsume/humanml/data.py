@@ -24,13 +24,14 @@ import numpy as np
 
 from selfconsume import loop
 from selfconsume import outputs
-from selfconsume import validation
+from selfconsume import parallel
 from selfconsume import workdir as workdir_lib
 from selfconsume.data import humanml3d
 from selfconsume.data import procedural
 from selfconsume.data import subsets
 from selfconsume.data import text as text_lib
 from selfconsume.errors import DataError
+from selfconsume.humanml import checks
 
 Example = dict[str, jax.Array]
 
@@ -58,8 +59,12 @@ def dataset_root(config: ml_collections.ConfigDict, workdir: str) -> str:
       raise DataError(f"config.data.root={config.data.root!r} is not a directory")
     return config.data.root
   corpus_dir = config.data.corpus_dir or os.path.join(workdir, "corpus")
-  return procedural.ensure_corpus(corpus_dir, int(config.data.corpus_size),
-                                  int(config.data.corpus_seed))
+  build = lambda: procedural.ensure_corpus(corpus_dir, int(config.data.corpus_size),
+                                          int(config.data.corpus_seed))
+  # Under jax.distributed process 0 builds the corpus and the others wait, then read it.
+  root = build() if parallel.is_file_writer() else None
+  parallel.sync(f"corpus {corpus_dir}")
+  return root if root is not None else build()
 
 
 def load_data(config: ml_collections.ConfigDict, workdir: str) -> MotionData:
@@ -162,12 +167,12 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict, data: Motio
   """What experiments/sample.py needs besides a checkpoint: vocabulary and normalisation.
 
   Called once the data are loaded, before the evaluator or generation 0 are built: first
-  the checks that need the data (lambda * n prompts, selfconsume.validation.humanml_data),
+  the checks that need the data (lambda * n prompts, selfconsume.humanml.checks.humanml_data),
   then, on a rerun, that the data are the run's (dataset.json's content fingerprints, else
   a WorkdirError and nothing written). The files are the run's metadata: each is written
   once, atomically, and dataset.json last, so its presence says they all are.
   """
-  validation.humanml_data(config, [load_subset(config, data, int(n)) for n in config.loop.sizes])
+  checks.humanml_data(config, [load_subset(config, data, int(n)) for n in config.loop.sizes])
   record = {"root": data.root, "fingerprint": data.train.fingerprint(),
             "test_fingerprint": data.test.fingerprint(),
             "max_frames": int(config.data.max_frames), "min_frames": int(config.data.min_frames)}
@@ -175,6 +180,8 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict, data: Motio
   if os.path.exists(dataset_path):
     workdir_lib.check_dataset_record(workdir, "dataset.json", outputs.read_json(dataset_path),
                                      record, ("fingerprint", "test_fingerprint"))
+    return
+  if not parallel.is_file_writer():
     return
   data.vocab.save(os.path.join(workdir, "vocab.json"))   # atomic (outputs.write_json)
   path = os.path.join(workdir, "normalization.npz")

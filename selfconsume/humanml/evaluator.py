@@ -35,6 +35,7 @@ import tensorboardX
 import tqdm
 
 from selfconsume import checkpoint
+from selfconsume import parallel
 from selfconsume.data import text as text_lib
 from selfconsume.errors import CheckpointError, ConfigError, DataError, NonFiniteError
 from selfconsume.motion.frames import frame_mask
@@ -531,8 +532,10 @@ def get_or_train_evaluator(dataset, config: ml_collections.ConfigDict,
   config = resolve_config(config)
   cache_dir = cache_dir or default_cache_dir()
   path = os.path.join(cache_dir, f"evaluator-{cache_key(dataset.fingerprint(), config)}")
-  if is_saved(path):
-    return load_evaluator(path, dataset)
-  evaluator = train_evaluator(dataset, config, log_dir=log_dir, progress=progress)
-  save_evaluator(evaluator, path)
+  if not parallel.agreed(is_saved(path)):
+    # Under jax.distributed process 0 trains and caches it; the others load the cached copy.
+    if parallel.is_file_writer():
+      evaluator = train_evaluator(dataset, config, log_dir=log_dir, progress=progress)
+      save_evaluator(evaluator, path)
+    parallel.sync(f"evaluator {path}")
   return load_evaluator(path, dataset)

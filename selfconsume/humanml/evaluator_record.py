@@ -31,6 +31,7 @@ import ml_collections
 import numpy as np
 
 from selfconsume import outputs
+from selfconsume import parallel
 from selfconsume.errors import CheckpointError
 from selfconsume.humanml import evaluation
 from selfconsume.humanml import evaluator as evaluator_lib
@@ -96,7 +97,9 @@ def load_or_train(workdir: str, dataset: Any, config: ml_collections.ConfigDict,
     return evaluator
   evaluator = evaluator_lib.get_or_train_evaluator(dataset, resolved, cache_dir or None,
                                                    log_dir=log_dir)
-  evaluator_lib.save_evaluator(evaluator, path)
+  if parallel.is_file_writer():
+    evaluator_lib.save_evaluator(evaluator, path)
+  parallel.sync(f"evaluator copy {path}")
   return evaluator
 
 
@@ -131,7 +134,8 @@ def record(workdir: str, evaluator: Any, test: Any,
   entry = dict(identity, real_fid=real_vs_real_fid(evaluator, test, eval_config),
                max_frames=int(evaluator.max_frames), config=evaluator.config.to_dict(),
                info=evaluator.info, copy=COPY_DIR)
-  outputs.write_json(os.path.join(workdir, RECORD_FILE), entry)
+  if parallel.is_file_writer():
+    outputs.write_json(os.path.join(workdir, RECORD_FILE), entry)
   return entry
 
 

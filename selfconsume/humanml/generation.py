@@ -293,7 +293,10 @@ def build_components(config: ml_collections.ConfigDict, workdir: str) -> sweep.C
 def _render(clips: list[np.ndarray], captions: list[str], path: str,
             config: ml_collections.ConfigDict, groups: Sequence[int] | None = None) -> None:
   """`path`.mp4 (or .gif) of the clips side by side, and `path`.html, their interactive
-  3-D view (clips of one group overlaid: a sample and its correction)."""
+  3-D view (clips of one group overlaid: a sample and its correction). Process 0 alone
+  writes them under jax.distributed (the clips were sampled on every process)."""
+  if not parallel.is_file_writer():
+    return
   os.makedirs(os.path.dirname(path), exist_ok=True)
   render.render_motions(clips, captions, f"{path}.{config.outputs.video_format}", fps=20)
   group_titles = None
