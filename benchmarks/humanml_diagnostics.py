@@ -7,8 +7,8 @@ The config must be the run's: --preset, --seed, --corpus_dir and any --override 
 
 1. What does correction do to the loop's data? For generation 0 and the last generation of
    every variant, 64 motions sampled as the loop samples them (its prompts and sampler) are
-   scored by the physical metrics (float, penetrate, skate, jerk) before and after physics
-   correction; the real training motions are scored for reference.
+   scored by the physical metrics (float, penetrate, skate, jerk) and by `velocity_jumps`
+   before and after physics correction; the real training motions are scored for reference.
 2. Is baseline's change at generation 1 the fresh optimizer's? Generation 0 is fine-tuned on
    the real motions for `train.generation_steps` steps with the loop's generation-1 key, once
    with a fresh AdamW (what the loop does: it reproduces baseline's generation-1 row) and once
@@ -26,6 +26,7 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 
 from benchmarks.humanml_seeds import apply_override
 from experiments.configs import humanml as humanml_config
@@ -35,6 +36,7 @@ from selfconsume.humanml import correction
 from selfconsume.humanml import data as data_lib
 from selfconsume.humanml import generation
 from selfconsume.humanml import model as model_lib
+from selfconsume.motion import features as features_lib
 
 PHYSICAL = ("float_mm", "penetrate_mm", "skate", "jerk")
 
@@ -49,6 +51,22 @@ def _config(args) -> Any:
   return config
 
 
+def velocity_jumps(raw: np.ndarray, lengths: np.ndarray, std: np.ndarray) -> float:
+  """Mean absolute second difference over frames of the joint-velocity features (raw
+  (B, frames, 263), each in units of its std over the training motions), over valid frames
+  and motions. A fail-safe reset teleports the body onto the reference: one frame of
+  velocity far from its neighbours, which this shows and the physical metrics average away.
+  """
+  block = features_lib.LOCAL_VEL
+  scale = np.maximum(np.asarray(std, np.float64)[block], 1e-8)
+  values = []
+  for motion, length in zip(np.asarray(raw, np.float64), np.asarray(lengths)):
+    velocities = motion[:int(length), block] / scale
+    if len(velocities) >= 3:
+      values.append(np.abs(np.diff(velocities, 2, axis=0)).mean())
+  return float(np.mean(values)) if values else float("nan")
+
+
 def correction_effect(config, workdir: str, count: int) -> dict[str, Any]:
   """Physical metrics of loop samples before and after correction, per checkpoint."""
   data = data_lib.load_data(config, workdir)
@@ -59,7 +77,9 @@ def correction_effect(config, workdir: str, count: int) -> dict[str, Any]:
 
   def physics(motions: jax.Array, lengths: jax.Array) -> dict[str, float]:
     summary = correction.physics_summary(model.joints(motions, lengths), lengths)
-    return {k: float(summary[k]) for k in PHYSICAL}
+    raw = np.asarray(model.denormalize(motions, lengths))
+    return dict({k: float(summary[k]) for k in PHYSICAL},
+                velocity_jumps=velocity_jumps(raw, np.asarray(lengths), data.train.std))
 
   real = components.real_buffer(n)
   out: dict[str, Any] = {"real_training_motions": physics(real.data["motion"],

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from benchmarks import humanml_diagnostics
 from benchmarks import humanml_seeds
 
 
@@ -62,3 +63,19 @@ def test_markdown_table_lists_generation0_and_the_last_generation():
   assert [line.split("|")[1].strip() for line in body[1:]] == [
       "generation 0", "baseline", "self_consuming", "self_correcting"]
   assert "1.200 +- 0.000" in text
+
+
+def test_velocity_jumps_shows_a_teleport_that_averages_hide():
+  frames, lengths = 40, np.array([40, 30])
+  t = np.linspace(0.0, 1.0, frames)
+  smooth = np.zeros((2, frames, 263))
+  smooth[:, :, 193:259] = np.sin(2 * np.pi * t)[None, :, None]
+  jumped = smooth.copy()
+  jumped[0, 20, 193:259] += 5.0            # one frame of velocity: a reset's teleport
+  jumped[1, 35, 193:259] += 5.0            # beyond motion 1's length: ignored
+  std = np.ones(263)
+  calm = humanml_diagnostics.velocity_jumps(smooth, lengths, std)
+  spiked = humanml_diagnostics.velocity_jumps(jumped, lengths, std)
+  assert calm < 0.02
+  # Motion 0's three second differences around frame 20 carry 5 + 10 + 5 over 38 of them.
+  assert abs(spiked - calm - 0.5 * 20.0 / 38) < 0.01

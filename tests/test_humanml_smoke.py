@@ -290,6 +290,7 @@ def test_diagnostics_reproduce_generation1_and_correction_removes_penetration(sm
   for name in ("generation0", last):
     assert effect[name]["corrected"]["penetrate_mm"] < 0.1   # the simulated feet stay above
     assert effect[name]["corrected_fraction"] == 1.0
+    assert effect[name]["corrected"]["velocity_jumps"] >= 0.0
   # A fresh AdamW on the real motions with the loop's key is the loop's own generation 1.
   baseline_1 = next(r for r in outputs.read_jsonl(workdir / "metrics.jsonl")
                     if r["variant"] == "baseline" and r["generation"] == 1)
