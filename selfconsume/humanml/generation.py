@@ -89,8 +89,11 @@ def loop_stages(config: ml_collections.ConfigDict, model: model_lib.MotionModel,
     mixed, replaced = loop.replace_with_probability(mix_key, buffer.data["motion"], fixed,
                                                     gamma)
     out = loop.Buffer(data=dict(buffer.data, motion=mixed), valid=buffer.valid)
+    # Corrected: drawn by pi_gamma, simulated to a finite end, and taken by the corrector
+    # (under failsafe_unrealisable='original' a motion that needed a reset comes back as
+    # sampled; `realisable` says how many needed none).
     per_motion = {"tracking_error_m": info["tracking_error_m"], "fall_rate": info["fell"],
-                  "corrected_fraction": replaced & usable}
+                  "corrected_fraction": replaced & usable & info["replaced"]}
     # The fail-safe's account: resets per motion, the share of frames imitated without one.
     for name in correction.CORRECTION_INFO:
       if name in info:

@@ -24,7 +24,10 @@ What a motion that resets on most frames counts as: it is flagged not realisable
 corrected, as the paper's code keeps every sample: between resets it is still simulated, and
 no frame of it is further from the sample than the threshold, so it cannot drag the loop's
 data away the way a fallen body did; the flag and the fraction let a run report how often
-it happens. `failsafe_unrealisable='original'` returns such motions uncorrected instead.
+it happens. `failsafe_unrealisable='original'` returns such motions uncorrected instead;
+with `failsafe_min_imitated=1` that is every motion that needed a reset (the motion preset's
+choice: each reset is a one-frame teleport onto the reference, which a model fitted to the
+corrected motions learns).
 
 Every motion comes back corrected: mixing corrected and sampled motions (pi_gamma) is the
 loop's, done once in `selfconsume.loop.replace_with_probability`. Samples whose simulation
