@@ -7,7 +7,7 @@ r"""The self-consuming motion loop (Gillman et al. 2024, section 5.2): MDM on te
 
 Presets:
   ''      the built-in procedural corpus, n = 64 real motions, lambda = 1.0 (the paper's
-          headline setting), all three variants, a small MDM; about 30 minutes on 2 CPU cores.
+          headline setting), all three variants, a small MDM; 31 minutes on 2 CPU cores.
   smoke   a few short motions, a tiny MDM, 2 generations of a few steps: minutes, for tests.
   paper   n in {64, 128, 256, 2794}, lambda in {0.25, 0.5, 0.75, 1.0}, 50 generations, the
           paper's MDM (8 layers, latent 512) and step counts (GPU/TPU).
@@ -130,11 +130,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       dataclasses.asdict(physics_params.CorrectorParams()))
   # A motion the humanoid could not imitate without a fail-safe reset comes back as sampled
   # (the paper's code keeps it corrected: failsafe_min_imitated 0.5 + 'keep', the paper
-  # preset). Measured on generation-0 loop samples (seed 0): 22% of them need a reset, and
-  # each reset is a teleport of the body onto the reference (up to 0.5 m in one frame); those
-  # motions carry 36x the frame-to-frame change in joint velocities of the others (14x real
-  # motion's), and a model fitted to them learns the jumps: self_correcting's skate rose
-  # from 0.21 to 0.45-0.77 in 5 generations while self_consuming's did not.
+  # preset). Each reset is a teleport of the body onto the reference (up to 0.5 m in one
+  # frame). Kept, they make the corrected set's frame-to-frame change in joint velocity 5x
+  # the samples' and 10x real motion's (benchmarks.humanml_diagnostics, `velocity_jumps`,
+  # seed 0's generation 0), and a model fitted to them learns the jumps: self_correcting's
+  # skate rose from 0.21-0.33 to 0.45-0.77 in 5 generations while self_consuming's did not.
   config.correction.physics.failsafe_min_imitated = 1.0
   config.correction.physics.failsafe_unrealisable = "original"
 
