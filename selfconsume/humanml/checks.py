@@ -132,17 +132,17 @@ def humanml(config: ml_collections.ConfigDict) -> None:
                       f"by the number of devices ({jax.device_count()})")
 
 
-def humanml_data(config: ml_collections.ConfigDict, subsets: Iterable[Any]) -> None:
+def humanml_data(config: ml_collections.ConfigDict, training_sets: Iterable[Any]) -> None:
   """The checks that need the loaded data, before the evaluator or generation 0 are built.
 
   Args:
     config: the humanml config.
-    subsets: the n real training motions (MotionDataset) of each entry of config.loop.sizes.
+    training_sets: the n real training motions (MotionDataset) of each config.loop.sizes entry.
   """
   if not any(v != "baseline" for v in config.loop.variants):
     return  # nothing is sampled
   max_captions = int(config.text.max_captions)
-  for n, subset in zip(config.loop.sizes, subsets):
+  for n, subset in zip(config.loop.sizes, training_sets):
     # Each synthetic motion is prompted with a distinct (motion, caption) pair of the n.
     pairs = int(sum(min(len(c), max_captions) for c in subset.captions))
     for ratio in config.loop.lambdas:
