@@ -144,7 +144,7 @@ def check_finite(config: ml_collections.ConfigDict, reference: ml_collections.Co
 
 
 def integer(config, field: str, minimum: int | None = None, maximum: int | None = None,
-             what: str = "") -> int:
+            what: str = "") -> int:
   value = _get(config, field)
   ok = _is_int(value) and (minimum is None or value >= minimum) and (
       maximum is None or value <= maximum)
@@ -155,7 +155,7 @@ def integer(config, field: str, minimum: int | None = None, maximum: int | None 
 
 
 def number(config, field: str, minimum: float | None = None, maximum: float | None = None,
-            *, above: float | None = None, below: float | None = None, what: str = "") -> float:
+           *, above: float | None = None, below: float | None = None, what: str = "") -> float:
   value = _get(config, field)
   ok = _is_number(value) and not math.isnan(value)
   if ok:
@@ -181,7 +181,7 @@ def _bounds(minimum=None, maximum=None, above=None, below=None) -> str:
 
 
 def integers(config, field: str, minimum: int | None = None, *, non_empty: bool = True
-              ) -> tuple[int, ...]:
+             ) -> tuple[int, ...]:
   values = _get(config, field)
   ok = isinstance(values, (tuple, list)) and (values or not non_empty) and all(
       _is_int(v) and (minimum is None or v >= minimum) for v in values)
@@ -192,7 +192,7 @@ def integers(config, field: str, minimum: int | None = None, *, non_empty: bool 
 
 
 def numbers(config, field: str, minimum: float | None = None, *, above: float | None = None,
-             non_empty: bool = True) -> tuple[float, ...]:
+            non_empty: bool = True) -> tuple[float, ...]:
   values = _get(config, field)
   ok = isinstance(values, (tuple, list)) and (values or not non_empty) and all(
       _is_number(v) and math.isfinite(v) and (minimum is None or v >= minimum)
@@ -328,7 +328,7 @@ def gaussian(config: ml_collections.ConfigDict) -> None:
   integer(config, "histogram_bins", 1)
   integer(config, "rejection_pool", 1)
   integer(config, "last_window", 1, config.num_generations + 1,
-           what=" (at most num_generations + 1)")
+          what=" (at most num_generations + 1)")
 
 
 def mnist(config: ml_collections.ConfigDict) -> None:
@@ -352,12 +352,12 @@ def mnist(config: ml_collections.ConfigDict) -> None:
   diffusion_steps = integer(config, "diffusion.num_steps", 2)
   beta_start = number(config, "diffusion.beta_start", above=0.0, below=1.0)
   number(config, "diffusion.beta_end", beta_start, below=1.0,
-          what=" (at least diffusion.beta_start)")
+         what=" (at least diffusion.beta_start)")
   number(config, "diffusion.guidance")
   number(config, "diffusion.label_dropout", 0.0, 1.0)
   choice(config, "sampling.method", sampling.METHODS)
   integer(config, "sampling.num_steps", 1, diffusion_steps,
-           what=" (at most diffusion.num_steps)")
+          what=" (at most diffusion.num_steps)")
   number(config, "sampling.eta", 0.0)
   integer(config, "sampling.chunk_size", 1)
   integer(config, "train.batch_size", 1)

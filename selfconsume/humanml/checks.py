@@ -67,7 +67,7 @@ def humanml(config: ml_collections.ConfigDict) -> None:
   validation.choice(config, "diffusion.prediction", gaussian_diffusion.PREDICTIONS)
   validation.choice(config, "sampling.method", sampling.METHODS)
   validation.integer(config, "sampling.num_steps", 1, diffusion_steps,
-           what=" (at most diffusion.num_steps)")
+                     what=" (at most diffusion.num_steps)")
   validation.number(config, "sampling.guidance")
   validation.number(config, "sampling.eta", 0.0)
 
@@ -91,19 +91,20 @@ def humanml(config: ml_collections.ConfigDict) -> None:
   if validation.has(config, "loop.sampling"):   # how the loop samples its synthetic motions
     validation.choice(config, "loop.sampling.method", sampling.METHODS)
     validation.integer(config, "loop.sampling.num_steps", 1, diffusion_steps,
-             what=" (at most diffusion.num_steps)")
+                       what=" (at most diffusion.num_steps)")
     validation.number(config, "loop.sampling.guidance")
     validation.number(config, "loop.sampling.eta", 0.0)
   if validation.has(config, "loop.synthetic_captions"):
     validation.choice(config, "loop.synthetic_captions", ("all", "prompt"))
   if validation.has(config, "train.checkpoint_every"):
-    validation.integer(config, "train.checkpoint_every", 0, what=" (0 = no checkpoints inside a fit)")
+    validation.integer(config, "train.checkpoint_every", 0,
+                       what=" (0 = no checkpoints inside a fit)")
 
   validation.gamma(config, "correction.gamma")
   if validation.has(config, "correction.physics"):
     overrides = config.correction.physics.to_dict()
-    validation.reraise("config.correction.physics", lambda: physics_params.from_config(overrides),
-             "physics")
+    validation.reraise("config.correction.physics",
+                       lambda: physics_params.from_config(overrides), "physics")
 
   evaluation_fields = {k: v for k, v in config.eval.items()
                        if k not in ("evaluator", "evaluator_cache")}
@@ -112,8 +113,8 @@ def humanml(config: ml_collections.ConfigDict) -> None:
       validation.integer(config, f"eval.{field}", 1)
   validation.reraise("config.eval", lambda: evaluation.resolve_config(config.eval), "evaluation")
   if "evaluator" in config.eval:
-    validation.reraise("config.eval.evaluator", lambda: evaluator_lib.resolve_config(config.eval.evaluator),
-             "evaluator")
+    validation.reraise("config.eval.evaluator",
+                       lambda: evaluator_lib.resolve_config(config.eval.evaluator), "evaluator")
   if config.eval.get("evaluator_cache"):
     validation.check_output_dir(config.eval.evaluator_cache, "config.eval.evaluator_cache")
 
@@ -125,7 +126,8 @@ def humanml(config: ml_collections.ConfigDict) -> None:
   if "correction_videos" in outputs:
     validation.integer(config, "outputs.correction_videos", 0)
   if "keep_checkpoints" in outputs:
-    validation.integer(config, "outputs.keep_checkpoints", -1, what=" (-1 keeps every generation)")
+    validation.integer(config, "outputs.keep_checkpoints", -1,
+                       what=" (-1 keeps every generation)")
 
   if jax.device_count() > 1 and config.train.batch_size % jax.device_count():
     raise ConfigError(f"config.train.batch_size ({config.train.batch_size}) must be divisible "
@@ -158,7 +160,7 @@ def evaluator(config: ml_collections.ConfigDict) -> None:
   validation.integer(config, "seed", 0)
   _motion_data(config)
   validation.reraise("config.evaluator", lambda: evaluator_lib.resolve_config(config.evaluator),
-           "evaluator")
+                     "evaluator")
   validation.reraise("config.eval", lambda: evaluation.resolve_config(config.eval), "evaluation")
   if config.get("cache_dir"):
     validation.check_output_dir(config.cache_dir, "config.cache_dir")
