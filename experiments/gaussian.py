@@ -22,11 +22,11 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 import scipy.stats
-import tensorboardX
 import tqdm
 
 from experiments.configs import gaussian as gaussian_config
 from selfconsume import loop
+from selfconsume import metric_writers
 from selfconsume import outputs
 from selfconsume import validation
 from selfconsume import workdir as workdir_lib
@@ -192,13 +192,13 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
            synthetic_ratios=result["synthetic_ratios"])
   plot_w2(os.path.join(workdir, "w2.png"), config, result)
   plot_stability(os.path.join(workdir, "stability.png"), config, result)
-  with tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard")) as writer:
+  with metric_writers.MetricsWriter(workdir) as writer:
     mean_curves = result["w2"].mean(axis=2)
-    for i, gamma in enumerate(result["gammas"]):
-      for j, ratio in enumerate(result["synthetic_ratios"]):
-        tag = f"w2/lambda_{ratio:g}/gamma_{gamma:g}"
-        for generation, value in enumerate(mean_curves[i, j]):
-          writer.add_scalar(tag, float(value), generation)
+    for generation in range(mean_curves.shape[-1]):
+      writer.scalars(generation, {
+          f"w2/lambda_{ratio:g}/gamma_{gamma:g}": mean_curves[i, j, generation]
+          for i, gamma in enumerate(result["gammas"])
+          for j, ratio in enumerate(result["synthetic_ratios"])})
   summary = {
       "experiment": "gaussian",
       "preset": config.get("preset", ""),

@@ -35,12 +35,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
-from tensorboardX import SummaryWriter
 
 from experiments.configs import mnist as mnist_config
 from selfconsume import checkpoint
 from selfconsume import diffusion
 from selfconsume import loop
+from selfconsume import metric_writers
 from selfconsume import outputs
 from selfconsume import validation
 from selfconsume import workdir as workdir_lib
@@ -271,7 +271,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       eta=config.sampling.eta, chunk_size=config.sampling.chunk_size)
   evaluate = _Evaluator(config, data, apply_fn, classifier_params, sample_images)
   _, train_features = evaluate.features(data.train_images)
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  metrics = metric_writers.MetricsWriter(workdir)
   ckpt_dir = os.path.join(workdir, "checkpoints")
   extra: dict[str, Any] = {
       "data": {"source": data.source, "train_images": int(data.train_images.shape[0]),
@@ -334,7 +334,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       base_row = {"variant": variant, "lambda": lam, "seed": seed, "n_real": n,
                   "n_synthetic": m if variant != "baseline" else 0}
       if start_generation == 0:
-        outputs.append_jsonl(metrics_path, [{**base_row, "generation": 0, **gen0_metrics}])
+        metrics.rows([{**base_row, "generation": 0, **gen0_metrics}])
 
       def sample_fn(train_state, real: loop.Buffer, previous: loop.Buffer, key: jax.Array
                     ) -> loop.Buffer:
@@ -350,7 +350,6 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         return fit(train_state, _pad_buffer(training_set, capacity), key, steps,
                    config.train.finetune_lr, config.train.finetune_lr)
 
-      writer = SummaryWriter(os.path.join(workdir, "tensorboard", name))
       progress = tqdm.trange(start_generation + 1, config.loop.num_generations + 1,
                              desc=name, leave=False)
       for generation in progress:
@@ -361,9 +360,9 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         row = {**base_row, "generation": generation, **eval_metrics,
                **{k: float(v) for k, v in loop_metrics.items()},
                "seconds": time.time() - t0}
-        outputs.append_jsonl(metrics_path, [row])
-        for key in ("fid", "diversity", "label_accuracy", "loss"):
-          writer.add_scalar(key, row[key], generation)
+        metrics.rows([row])
+        metrics.scalars(generation, {key: row[key] for key in (
+            "fid", "diversity", "label_accuracy", "loss")}, run=name)
         grid, rows_, cols = evaluate.grid(eval_images)
         plots.save_grid(os.path.join(workdir, "samples", name, f"gen_{generation:03d}.png"),
                         grid, rows_, cols)
@@ -371,9 +370,9 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         checkpoint.save(path, state, _fingerprint(config_hash), {"generation": generation},
                         step=generation)
         progress.set_postfix(fid=f"{row['fid']:.3f}")
-      writer.close()
+  metrics.close()
 
-  rows = outputs.read_jsonl(metrics_path)
+  rows = outputs.read_jsonl(metrics.jsonl_path)
   extra["seconds_this_invocation"] = time.time() - start_time
   extra["config"] = config.to_dict()
   summary = _summarise(rows, config, extra)

@@ -46,11 +46,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import tensorboardX
 import tqdm
 
 from selfconsume import loop
 from selfconsume import loop_plots
+from selfconsume import metric_writers
 from selfconsume import outputs
 from selfconsume import parallel
 from selfconsume import report
@@ -328,47 +328,35 @@ class _Writers:
   """
 
   def __init__(self, workdir: str, config: ml_collections.ConfigDict, enabled: bool = True):
-    self._enabled = enabled  # False: a process other than the one that writes files
-    self._root = os.path.join(workdir, "tensorboard")
+    # enabled=False: a process other than the one that writes files.
+    self._writer = metric_writers.MetricsWriter(workdir, enabled=enabled)
     self._lambdas = [float(r) for r in config.loop.lambdas] or [0.0]
     self._variants = [str(v) for v in config.loop.variants]
-    self._writers: dict[str, Any] = {}
 
-  def _writer(self, n: int, ratio: float):
-    run = f"n{n}_lambda{_tag(ratio)}"
-    if run not in self._writers:
-      self._writers[run] = tensorboardX.SummaryWriter(os.path.join(self._root, run))
-    return self._writers[run]
-
-  def _targets(self, n: int, ratio: float, variant: str) -> list[tuple[Any, list[str]]]:
-    """(writer, variant tags) pairs a row or loss of `variant` is logged to."""
+  def _targets(self, n: int, ratio: float, variant: str) -> list[tuple[str, list[str]]]:
+    """(TensorBoard run, variant tags) pairs a row or loss of `variant` is logged to."""
     shared = variant in ("baseline", "generation0")
-    writers = [self._writer(n, r) for r in (self._lambdas if shared else [ratio])]
+    runs = [f"n{n}_lambda{_tag(r)}" for r in (self._lambdas if shared else [ratio])]
     tags = self._variants if variant == "generation0" else [variant]
-    return [(w, tags) for w in writers]
+    return [(run, tags) for run in runs]
 
   def row(self, row: Row) -> None:
-    if not self._enabled:
-      return
     values = {name: value for name, value in flat_metrics(row).items()
               if name not in _NOT_SCALARS and not name.startswith("real_")
-              and not name.endswith("_ci95") and np.isfinite(value)}
-    for writer, tags in self._targets(int(row["n"]), float(row["lambda"]), row["variant"]):
+              and not name.endswith("_ci95")}
+    for run, tags in self._targets(int(row["n"]), float(row["lambda"]), row["variant"]):
       for tag in tags:
-        for name, value in values.items():
-          writer.add_scalar(f"{name}/{tag}", value, int(row["generation"]))
-      writer.flush()
+        self._writer.scalars(int(row["generation"]),
+                             {f"{name}/{tag}": value for name, value in values.items()},
+                             run=run)
+    self._writer.flush()
 
   def fit_loss(self, n: int, ratio: float, variant: str, step: int, loss: float) -> None:
-    if not self._enabled or not np.isfinite(loss):
-      return
-    for writer, tags in self._targets(n, ratio, variant):
-      for tag in tags:
-        writer.add_scalar(f"fit_loss/{tag}", loss, step)
+    for run, tags in self._targets(n, ratio, variant):
+      self._writer.scalars(step, {f"fit_loss/{tag}": loss for tag in tags}, run=run)
 
   def close(self) -> None:
-    for writer in self._writers.values():
-      writer.close()
+    self._writer.close()
 
 
 def _finish_generation(directory: str, generation: int, train_state: Any, row: Row,

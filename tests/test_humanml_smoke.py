@@ -19,6 +19,7 @@ from experiments import humanml
 from experiments import sample as sample_cli
 from experiments.configs import humanml as humanml_config
 from selfconsume import errors
+from selfconsume import metric_writers
 from selfconsume import outputs
 
 
@@ -215,29 +216,9 @@ def test_report_table_matches_metrics_jsonl(smoke_run, tmp_path):
   assert 'class="aggregate"' in both_text and "Over 2 runs" in both_text
 
 
-def _tensorboard_scalars(directory):
-  """tag -> [(step, value)] of the tensorboardX event files under `directory`."""
-  import struct  # pylint: disable=g-import-not-at-top
-  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
-  scalars = {}
-  for root, _, files in os.walk(directory):
-    for name in files:
-      if not name.startswith("events.out"):
-        continue
-      data = open(os.path.join(root, name), "rb").read()
-      i = 0
-      while i < len(data):
-        size = struct.unpack("<Q", data[i:i + 8])[0]
-        event = event_pb2.Event.FromString(data[i + 12:i + 12 + size])
-        i += 12 + size + 4
-        for value in event.summary.value:
-          scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
-  return scalars
-
-
 def test_tensorboard_tags_are_metric_over_variant_by_generation(smoke_run):
   _, workdir, _ = smoke_run
-  scalars = _tensorboard_scalars(workdir / "tensorboard" / "n8_lambda1")
+  scalars = metric_writers.read_scalars(workdir / "tensorboard" / "n8_lambda1")
   for variant in ("baseline", "self_consuming", "self_correcting"):
     assert sorted(step for step, _ in scalars[f"fid/{variant}"]) == [0, 1, 2]
     assert scalars[f"fit_loss/{variant}"]

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-import tensorboardX
 
 from experiments.configs import humanml as humanml_config
+from selfconsume import metric_writers
 from selfconsume.errors import ConfigError
 from selfconsume.errors import NonFiniteError
 from selfconsume.humanml import training
@@ -50,11 +50,11 @@ def test_loss_decreases_and_ema_lags(tmp_path):
   config = tiny_config()
   state = training.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
   data = make_data()
-  writer = tensorboardX.SummaryWriter(str(tmp_path))
+  writer = metric_writers.MetricsWriter(str(tmp_path), enabled=True)
   state, history = training.train(state, data, draw, 60, jax.random.PRNGKey(1),
                                   steps_per_call=20, log_every=20, progress=False, writer=writer)
   writer.close()
-  assert list(tmp_path.glob("events.out.tfevents.*"))
+  assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
   assert int(state.step) == 60
   assert len(history) == 3
   assert history[-1]["loss"] < 0.7 * history[0]["loss"]

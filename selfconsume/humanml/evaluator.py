@@ -31,10 +31,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tensorboardX
 import tqdm
 
 from selfconsume import checkpoint
+from selfconsume import metric_writers
 from selfconsume import parallel
 from selfconsume.data import text as text_lib
 from selfconsume.errors import CheckpointError, ConfigError, DataError, NonFiniteError
@@ -397,7 +397,7 @@ def train_evaluator(dataset, config: ml_collections.ConfigDict, *,
                                       config.temperature))
   writer = None
   if log_dir:
-    writer = tensorboardX.SummaryWriter(log_dir)
+    writer = metric_writers.MetricsWriter(log_dir, tensorboard_name="")
   start_time = time.time()
   metrics = {}
   with tqdm.trange(config.num_steps, desc="evaluator", disable=not progress) as bar:
@@ -410,8 +410,7 @@ def train_evaluator(dataset, config: ml_collections.ConfigDict, *,
           raise NonFiniteError(f"evaluator loss is {metrics['loss']} at step {step}")
         bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['accuracy']:.2f}")
         if writer is not None:
-          for name, value in metrics.items():
-            writer.add_scalar(f"evaluator/{name}", float(value), step)
+          writer.scalars(step, metrics, prefix="evaluator/")
   if writer is not None:
     writer.close()
   info = {"steps": int(config.num_steps), "final_loss": float(metrics["loss"]),

@@ -229,11 +229,15 @@ def build_components(config: ml_collections.ConfigDict, workdir: str) -> sweep.C
     infos: list[Mapping[str, Any]] = []
     corrected: list[tuple[np.ndarray, np.ndarray]] = []
 
+    # One compiled correction for every evaluation batch (called eagerly, the corrector's
+    # lax.map over chunks would trace and compile the rollout again for each batch).
+    correct_batch = jax.jit(
+        lambda motions, lengths: correction.correct_motions(model, physics(), motions, lengths))
+
     def generate_fn(captions, lengths, key):
       del key  # the correction is deterministic
       lengths = jnp.asarray(lengths)
-      fixed, _, info = correction.correct_motions(
-          model, physics(), jnp.asarray(real(captions, lengths, None)), lengths)
+      fixed, _, info = correct_batch(jnp.asarray(real(captions, lengths, None)), lengths)
       infos.append(info)
       corrected.append((np.asarray(fixed), np.asarray(lengths)))
       return np.asarray(fixed)

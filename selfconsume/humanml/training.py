@@ -301,7 +301,8 @@ def train(state: TrainState, data: Any, draw_batch: Callable[[jax.Array, Any], B
     num_steps: optimizer steps to run (rounded up to whole calls).
     key: PRNG key of this run.
     log_every: steps between tensorboardX/tqdm updates (rounded to whole calls).
-    writer: optional tensorboardX SummaryWriter: loss, learning_rate, grad_norm, steps_per_s.
+    writer: optional metric_writers.MetricsWriter: DESC/loss, learning_rate, grad_norm,
+      steps_per_s against the step.
     checkpointer: optional `Checkpointer`; saves every `checkpoint_every` steps
       (rounded to whole calls) and at the end, only after the steps were checked finite.
     mesh: optional parallel.make_mesh() mesh: state and data are replicated over it and
@@ -341,9 +342,8 @@ def train(state: TrainState, data: Any, draw_batch: Callable[[jax.Array, Any], B
     row["step"] = int(state.step)
     history.append(row)
     if writer is not None:
-      for k, v in row.items():
-        if k != "step":
-          writer.add_scalar(f"{desc}/{k}", v, row["step"])
+      writer.scalars(row["step"], {k: v for k, v in row.items() if k != "step"},
+                     prefix=f"{desc}/")
     bar.set_postfix(loss=f"{row['loss']:.4f}")
     pending, steps_since_log = [], 0
     first_unchecked = row["step"]
