@@ -101,6 +101,9 @@ class Components:
     resumable_fit: `fit` also takes keywords checkpoint_dir (where a long fit checkpoints
       every config.train.checkpoint_every steps and resumes from) and log ((steps done,
       loss) -> None, called every config.train.log_every steps).
+    score_synthetic: optional synthetic buffer -> metrics of the motions a generation
+      trained on (after correction, where it corrects), written to the row: what the
+      corrector did to the loop's data, next to what the model then generates.
     generation: optional (n, lambda, variant) -> a compiled generation
       (`loop.make_generation`: loop state -> (state, metrics, samples)); a metric
       'fit_losses' (calls, steps per call) is logged as the fit's loss curve. Without it
@@ -119,6 +122,7 @@ class Components:
   render_correction: Callable[[loop.Buffer, loop.Buffer, str], None] | None = None
   correction_floor: Callable[[jax.Array], Mapping[str, Any]] | None = None
   close: Callable[[], None] | None = None
+  score_synthetic: Callable[[loop.Buffer], Mapping[str, Any]] | None = None
   resumable_fit: bool = False
   generation: Callable[[int, float, str], loop.GenerationFn] | None = None
 
@@ -481,6 +485,8 @@ def run_loop(config: ml_collections.ConfigDict, workdir: str, components: Compon
             state, metrics, sampled = _host_generation(
                 components, state, n, ratio, variant, steps,
                 os.path.join(generation_dir(directory, g), FIT_CHECKPOINTS), log)
+          if components.score_synthetic is not None and state.synthetic.capacity:
+            metrics = dict(metrics, **components.score_synthetic(state.synthetic))
           evaluation = components.evaluate(state.train_state, eval_key)
           row = make_row(n=n, synthetic_ratio=ratio, variant=variant, generation=g,
                          seed=seed, evaluation=evaluation, generation_metrics=metrics,

@@ -31,7 +31,7 @@ def _fit_mean(mean, buffer, key, steps):
   return jax.lax.scan(step, mean, jax.random.split(key, steps))[0]
 
 
-def _components(calls: list[str] | None = None) -> sweep.Components:
+def _components(calls: list[str] | None = None, score_synthetic=None) -> sweep.Components:
   calls = [] if calls is None else calls
 
   def real_buffer(n):
@@ -76,7 +76,8 @@ def _components(calls: list[str] | None = None) -> sweep.Components:
 
   return sweep.Components(real_buffer=real_buffer, synthetic_buffer=synthetic_buffer,
                             init=init, fit=fit, sample=sample, correct=correct,
-                            evaluate=evaluate, save=save, restore=restore)
+                            evaluate=evaluate, save=save, restore=restore,
+                            score_synthetic=score_synthetic)
 
 
 def _config(generations=3):
@@ -162,3 +163,25 @@ def test_crash_and_rerun_matches_uninterrupted_run(tmp_path):
   sweep.run_loop(_config(), str(crashed), _components(calls))
   assert calls.count("fit5") == 0  # generation 0 restored, not retrained
   assert _rows(crashed) == _rows(straight)
+
+
+def test_rows_score_the_synthetic_motions_each_generation_trained_on(tmp_path):
+  def score_synthetic(buffer):
+    # Mean distance of the fitted synthetic points to the data's centre (3, 3): the
+    # corrector halves it.
+    x = np.asarray(buffer.data["x"])[np.asarray(buffer.valid)]
+    return {"synthetic_offset": float(np.linalg.norm(x - 3.0, axis=-1).mean()),
+            "synthetic_count": len(x)}
+
+  sweep.run_loop(_config(), str(tmp_path), _components(score_synthetic=score_synthetic))
+  rows = _rows(tmp_path)
+  for row in rows:
+    trained_on_synthetic = row["variant"] != "baseline" and row["generation"] > 0
+    assert ("synthetic_offset" in row) == trained_on_synthetic, row
+    if trained_on_synthetic:
+      assert row["synthetic_count"] == int(8 * row["lambda"])
+  offset = {(r["variant"], r["lambda"], r["generation"]): r["synthetic_offset"]
+            for r in rows if "synthetic_offset" in r}
+  for (variant, ratio, generation), value in offset.items():
+    if variant == "self_correcting":
+      assert value < offset[("self_consuming", ratio, generation)]

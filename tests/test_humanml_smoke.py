@@ -59,6 +59,13 @@ def test_smoke_run_writes_everything(smoke_run):
     assert len(row["r_precision"]) == 3
   corrected = [r for r in rows if r["variant"] == "self_correcting" and r["generation"] > 0]
   assert corrected and all(r["tracking_error_m"] is not None for r in corrected)
+  # The synthetic motions each generation trained on are scored too (not baseline's: none).
+  for row in rows:
+    trained_on_synthetic = row["variant"] != "baseline" and row["generation"] > 0
+    assert ("synthetic_penetrate_mm" in row) == trained_on_synthetic
+    if trained_on_synthetic:
+      assert all(np.isfinite(row[f"synthetic_{k}"]) and row[f"synthetic_{k}"] >= 0
+                 for k in ("float_mm", "penetrate_mm", "skate", "jerk"))
   assert "n8/lambda1" in summary["comparisons"]
   # The corrector applied to real test motions, scored like a model and written once.
   floor = summary["correction_floor"]

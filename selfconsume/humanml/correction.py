@@ -61,13 +61,19 @@ def mean_and_interval(per_motion: Mapping[str, Any], xp: Any = jnp) -> dict[str,
   return out
 
 
-def physics_summary(joints: jax.Array, lengths: jax.Array) -> dict[str, float]:
+def physics_summary(joints: jax.Array, lengths: jax.Array,
+                    valid: np.ndarray | None = None) -> dict[str, float]:
   """Mean and 95% interval over motions of float_mm, penetrate_mm, skate and jerk.
 
   Args:
     joints: (B, frames, 22, 3) joint positions in metres.
     lengths: (B,) valid frames.
+    valid: optional (B,) bool, the motions to average over (default all; the shapes stay
+      fixed so the metrics compile once).
   """
-  summary = mean_and_interval(jax.device_get(physics_metrics.physics_metrics(joints, lengths)),
-                              np)
+  per_motion = jax.device_get(physics_metrics.physics_metrics(joints, lengths))
+  if valid is not None:
+    keep = np.asarray(valid, bool)
+    per_motion = {name: np.asarray(values)[keep] for name, values in per_motion.items()}
+  summary = mean_and_interval(per_motion, np)
   return {name: float(value) for name, value in summary.items()}

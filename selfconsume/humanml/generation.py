@@ -224,6 +224,17 @@ def build_components(config: ml_collections.ConfigDict, workdir: str) -> sweep.C
         row[name.replace("matching_score", "matching")] = value
     return row
 
+  def score_synthetic(buffer: loop.Buffer) -> dict[str, Any]:
+    # The physics of the synthetic motions the generation fitted (corrected ones where the
+    # variant corrects), mean and interval over the buffer's valid motions: synthetic_float_mm,
+    # synthetic_penetrate_mm, synthetic_skate, synthetic_jerk (and *_ci95).
+    if not np.any(np.asarray(buffer.valid)):
+      return {}
+    lengths = buffer.data["lengths"]
+    summary = correction.physics_summary(model.joints(buffer.data["motion"], lengths), lengths,
+                                         valid=np.asarray(buffer.valid))
+    return {f"synthetic_{name}": value for name, value in summary.items()}
+
   def correction_floor(key) -> dict[str, Any]:
     real = evaluation.real_motion_generator(data.test)
     infos: list[Mapping[str, Any]] = []
@@ -294,7 +305,7 @@ def build_components(config: ml_collections.ConfigDict, workdir: str) -> sweep.C
           directory, template, config, data.vocab.size),
       render_prompts=render_prompts,
       render_correction=render_correction,
-      correction_floor=correction_floor, resumable_fit=True)
+      correction_floor=correction_floor, score_synthetic=score_synthetic, resumable_fit=True)
 
 
 def _render(clips: list[np.ndarray], captions: list[str], path: str,
