@@ -9,6 +9,7 @@ jax.distributed every process computes and process 0 alone writes (`parallel.is_
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 from typing import Any, Iterable, Mapping
@@ -63,6 +64,12 @@ class MetricsWriter:
     """Appends rows to metrics.jsonl (each line written and flushed whole)."""
     if self.enabled:
       outputs.append_jsonl(self.jsonl_path, [outputs.to_jsonable(r) for r in rows])
+
+  def replace_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Rewrites metrics.jsonl as exactly `rows`, atomically (a crash leaves the old file)."""
+    if self.enabled:
+      outputs.write_text_atomic(self.jsonl_path, "".join(
+          json.dumps(outputs.to_jsonable(r)) + "\n" for r in rows))
 
   def flush(self) -> None:
     for writer in self._runs.values():

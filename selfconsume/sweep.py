@@ -393,11 +393,8 @@ def _finish_generation(directory: str, generation: int, train_state: Any, row: R
 
 def _write_results(workdir: str, config: ml_collections.ConfigDict) -> list[Row]:
   rows = collect_rows(workdir, config)
-  if not parallel.is_file_writer():
-    return rows
-  outputs.write_text_atomic(
-      os.path.join(workdir, "metrics.jsonl"),
-      "".join(json.dumps(outputs.to_jsonable(r)) + "\n" for r in rows))
+  # The rows live in the generations' row.json files; metrics.jsonl is rebuilt from them.
+  metric_writers.MetricsWriter(workdir).replace_rows(rows)
   return rows
 
 

@@ -31,11 +31,14 @@ def test_rows_append_to_metrics_jsonl(tmp_path):
   writer.close()
   assert outputs.read_jsonl(tmp_path / "metrics.jsonl") == [
       {"generation": 0, "fid": 2.0}, {"generation": 1, "fid": None, "r": [0, 1]}]
+  writer.replace_rows([{"generation": 0, "fid": 1.0}])
+  assert outputs.read_jsonl(tmp_path / "metrics.jsonl") == [{"generation": 0, "fid": 1.0}]
 
 
 def test_a_process_that_does_not_write_files_writes_nothing(tmp_path):
   writer = metric_writers.MetricsWriter(str(tmp_path), enabled=False)
   writer.rows([{"fid": 1.0}])
+  writer.replace_rows([{"fid": 1.0}])
   writer.scalars(0, {"fid": 1.0}, run="a")
   writer.close()
   assert list(tmp_path.iterdir()) == []

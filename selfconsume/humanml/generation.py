@@ -228,11 +228,12 @@ def build_components(config: ml_collections.ConfigDict, workdir: str) -> sweep.C
     # The physics of the synthetic motions the generation fitted (corrected ones where the
     # variant corrects), mean and interval over the buffer's valid motions: synthetic_float_mm,
     # synthetic_penetrate_mm, synthetic_skate, synthetic_jerk (and *_ci95).
-    if not np.any(np.asarray(buffer.valid)):
+    valid = np.asarray(buffer.valid)
+    if not valid.any():
       return {}
     lengths = buffer.data["lengths"]
     summary = correction.physics_summary(model.joints(buffer.data["motion"], lengths), lengths,
-                                         valid=np.asarray(buffer.valid))
+                                         valid=valid)
     return {f"synthetic_{name}": value for name, value in summary.items()}
 
   def correction_floor(key) -> dict[str, Any]:
