@@ -4,7 +4,8 @@ Eight motions x 49 frames (the compiled shape of test_physics_corrector, so the 
 compiled once for both): clean demo motions and standing motions whose reference is knocked
 off by something no body can follow (a 1.5 m teleport, the root dashing at 8 m/s). Every
 test reads the same module-scoped simulations; failsafe='none' is a runtime setting of the
-same compiled rollout.
+same compiled rollout. The same shape serves the glitch filter's tests: squats whose pose
+jumps to standing height for single frames, corrected with and without the filter.
 """
 
 from __future__ import annotations
@@ -155,3 +156,56 @@ def test_unrealisable_motions_can_be_returned_uncorrected(batch, params):
 def test_failsafe_settings_are_validated(field, value):
   with pytest.raises(errors.ConfigError, match=field):
     params_lib.from_config({field: value})
+
+
+def _with_glitches(base: np.ndarray) -> np.ndarray:
+  """A squat whose pose jumps to its standing pose for single frames while it is low (what
+  MDM samples do: a crouching pelvis at standing height for one frame, then back)."""
+  out = base.copy()
+  pelvis = base[:, 0, 1]
+  picks: list[int] = []
+  for frame in sorted(np.argsort(pelvis)[:FRAMES // 3]):
+    if 2 <= frame < FRAMES - 2 and all(abs(frame - p) >= 6 for p in picks):
+      picks.append(int(frame))
+  assert len(picks) >= 3
+  out[picks] = base[np.argmax(pelvis)]
+  return out
+
+
+@pytest.fixture(scope="module")
+def glitch_runs(params):
+  """Rows 0-3: squats with one-frame glitches; rows 4-7: the same squats without. Corrected
+  with the glitch filter (the default) and without it (reference_median_frames=1)."""
+  joints = np.zeros((8, FRAMES, 22, 3), np.float32)
+  for row in range(4):
+    joints[4 + row] = demo_motions.make_motion("squat", FRAMES, 10 + row)
+    joints[row] = _with_glitches(joints[4 + row])
+  lengths = np.full((8,), FRAMES, np.int32)
+  return joints, {width: corrector.correct_joints(
+      joints, lengths, dataclasses.replace(params, reference_median_frames=width))
+                  for width in (params.reference_median_frames, 1)}
+
+
+def _jerk(out) -> np.ndarray:
+  return np.abs(np.diff(np.asarray(out), 3, axis=1)).mean(axis=(1, 2, 3))
+
+
+def test_one_frame_glitches_are_not_imitated(glitch_runs):
+  _, runs = glitch_runs
+  filtered, raw = (np.asarray(runs[width][0]) for width in sorted(runs, reverse=True))
+  glitched, clean = slice(0, 4), slice(4, 8)
+  # The filter leaves clean motion exactly as it was...
+  np.testing.assert_allclose(filtered[clean], raw[clean], atol=1e-6)
+  # ...and the glitched squats come out as their clean versions do (within millimetres),
+  # while a humanoid that tracks the glitches is kicked by them.
+  gap = lambda out: np.linalg.norm(out[glitched] - out[clean], axis=-1).mean(axis=(1, 2))
+  assert np.all(gap(filtered) < 0.005), gap(filtered)
+  assert np.all(gap(filtered) < 0.5 * gap(raw)), (gap(filtered), gap(raw))
+  assert np.all(_jerk(filtered)[glitched] < _jerk(raw)[glitched])
+
+
+def test_glitch_filter_settings_are_checked():
+  for bad in ({"reference_median_frames": 4}, {"reference_median_frames": 0},
+              {"reference_glitch_m": -0.1}):
+    with pytest.raises(errors.ConfigError, match="reference_"):
+      params_lib.CorrectorParams(**bad).validate()

@@ -5,7 +5,7 @@ self-correcting loop holds them; correct_joints(...) is the same on joint positi
 features' floor/heading canonicalisation would hide injected float/sink artefacts, so
 tests of those work here).
 
-Pipeline per batch: joints -> (optionally low-passed) tracking targets by inverse kinematics
+Pipeline per batch: joints -> (glitch frames replaced, low-passed) tracking targets by inverse kinematics
 -> PD-tracking rollout of the whole batch in MuJoCo XLA (`rollout`) -> optional refinement
 passes -> simulated joints. Refinement is either iterative learning control ('ilc': each
 pass runs the same compiled rollout again with the PD targets offset by the joint-rotation
@@ -66,6 +66,21 @@ def _edge_pad(joints: jax.Array, lengths: jax.Array) -> jax.Array:
   frames = joints.shape[1]
   idx = jnp.minimum(jnp.arange(frames)[None, :], jnp.maximum(lengths, 1)[:, None] - 1)
   return jnp.take_along_axis(joints, idx[:, :, None, None], axis=1)
+
+
+def _remove_glitches(joints: jax.Array, width: int, threshold: float) -> jax.Array:
+  """Frames whose pose is on average more than `threshold` (m) from the running median pose
+  (over `width` frames, edge-padded, per joint coordinate) become that median: (B, F, 22, 3).
+  """
+  if width <= 1:
+    return joints
+  radius = width // 2
+  padded = jnp.concatenate([jnp.repeat(joints[:, :1], radius, axis=1), joints,
+                            jnp.repeat(joints[:, -1:], radius, axis=1)], axis=1)
+  frames = joints.shape[1]
+  median = jnp.median(jnp.stack([padded[:, k:k + frames] for k in range(width)]), axis=0)
+  distance = jnp.linalg.norm(joints - median, axis=-1).mean(axis=-1)
+  return jnp.where((distance > threshold)[..., None, None], median, joints)
 
 
 def _smooth_time(joints: jax.Array, sigma: float) -> jax.Array:
@@ -178,7 +193,11 @@ def simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
   frames = joints.shape[1]
   mask = frame_mask(lengths, frames)
   padded = _edge_pad(joints, lengths)
-  targets = rollout_lib.targets_from_joints(_smooth_time(padded, params.reference_sigma))
+  # The reference the humanoid tracks: glitches removed, then low-passed. Errors are still
+  # measured against the motion itself.
+  reference = _remove_glitches(padded, params.reference_median_frames,
+                               params.reference_glitch_m)
+  targets = rollout_lib.targets_from_joints(_smooth_time(reference, params.reference_sigma))
   run = _chunked(rollout_lib.make_rollout(params), params.max_batch)
   offsets = jnp.zeros(targets.local_quat.shape[:-1] + (3,), jnp.float32)
   out = plain = run(targets, offsets)

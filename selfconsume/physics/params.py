@@ -32,6 +32,13 @@ class CorrectorParams:
     substeps: simulation steps per motion frame (timestep = 1 / (fps * substeps)).
     max_batch: motions simulated per compiled call; larger batches run as chunks of this
       size (the last chunk padded), so one compiled shape serves every batch size.
+    reference_median_frames, reference_glitch_m: a frame of the motion whose pose is on
+      average (over joints) more than reference_glitch_m from the running median (over
+      reference_median_frames frames, odd) of the poses around it is a glitch and is replaced
+      by that median pose before the low-pass: MDM samples have poses that jump 0.5 m for
+      one or two frames (a crouching pelvis at standing height), and a PD-tracked body
+      kicked by them leaves the floor. Smooth motion and steps stay as they are (a median of
+      monotone frames is the middle one). reference_median_frames=1 turns it off.
     reference_sigma: std (frames) of a zero-phase Gaussian low-pass applied to the joint
       positions before they become PD targets: the controller's bandwidth (~3 Hz at 1 frame,
       20 fps); 0 tracks the raw reference.
@@ -96,6 +103,8 @@ class CorrectorParams:
   fps: float = 20.0
   substeps: int = 10
   max_batch: int = 8
+  reference_median_frames: int = 5
+  reference_glitch_m: float = 0.05
   reference_sigma: float = 1.0
   stiffness: float = 2.0
   damping_ratio: float = 1.0
@@ -157,6 +166,12 @@ class CorrectorParams:
     if self.refine_method not in REFINE_METHODS:
       raise errors.ConfigError(
           f"physics.refine_method={self.refine_method!r}: expected one of {REFINE_METHODS}")
+    if self.reference_median_frames < 1 or self.reference_median_frames % 2 == 0:
+      raise errors.ConfigError(f"physics.reference_median_frames={self.reference_median_frames}: "
+                               "expected an odd number >= 1 (1 = off)")
+    if not self.reference_glitch_m >= 0:
+      raise errors.ConfigError(
+          f"physics.reference_glitch_m={self.reference_glitch_m}: expected >= 0 (metres)")
     if self.refine_window < 1:
       raise errors.ConfigError(f"physics.refine_window={self.refine_window}: expected >= 1")
     if self.failsafe not in FAILSAFES:
