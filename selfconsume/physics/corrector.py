@@ -5,19 +5,21 @@ self-correcting loop holds them; correct_joints(...) is the same on joint positi
 features' floor/heading canonicalisation would hide injected float/sink artefacts, so
 tests of those work here).
 
-Pipeline per batch: joints -> (glitch frames replaced, low-passed) tracking targets by inverse kinematics
--> PD-tracking rollout of the whole batch in MuJoCo XLA (`rollout`) -> optional refinement
-passes -> simulated joints. Refinement is either iterative learning control ('ilc': each
-pass runs the same compiled rollout again with the PD targets offset by the joint-rotation
-error the previous pass left, an optax SGD step with the tracking residual as the update
-direction, so it costs no extra compilation) or gradient descent through the simulation
-('gradient': Adam on per-frame PD-target offsets over truncated windows, `refine`).
+Pipeline per batch: joints -> (glitch frames replaced, low-passed) tracking targets by
+inverse kinematics -> PD-tracking rollout of the whole batch in MuJoCo XLA (`rollout`) ->
+optional refinement passes -> simulated joints. Refinement is either iterative learning
+control ('ilc': each pass runs the same compiled rollout again with the PD targets offset by
+the joint-rotation error the previous pass left, an optax SGD step with the tracking
+residual as the update direction, so it costs no extra compilation) or gradient descent
+through the simulation ('gradient': Adam on per-frame PD-target offsets over truncated
+windows, `refine`).
 
 Inside the rollout a fail-safe (the paper's) resets the simulated humanoid to the reference
 state of a frame when the imitation has failed there (mean joint error above
 `failsafe_threshold_m`) and goes on: every returned frame is within that threshold of the
-(low-passed) reference, so no fallen body is returned; `info` counts the resets per motion. Refinement compares runs that both use it, preferring fewer resets, then lower
-error, so it never trades tracking for resets.
+(low-passed) reference, so no fallen body is returned; `info` counts the resets per motion.
+Refinement compares runs that both use it, preferring fewer resets, then lower error, so it
+never trades tracking for resets.
 
 What a motion that resets on most frames counts as: it is flagged not realisable
 (`realisable` = imitated_fraction >= `failsafe_min_imitated`) and, by default, kept as
@@ -68,15 +70,19 @@ def _edge_pad(joints: jax.Array, lengths: jax.Array) -> jax.Array:
   return jnp.take_along_axis(joints, idx[:, :, None, None], axis=1)
 
 
+def _pad_frames(joints: jax.Array, radius: int) -> jax.Array:
+  """(B, F, ...) -> (B, F + 2 radius, ...), the first and last frames repeated."""
+  return jnp.concatenate([jnp.repeat(joints[:, :1], radius, axis=1), joints,
+                          jnp.repeat(joints[:, -1:], radius, axis=1)], axis=1)
+
+
 def _remove_glitches(joints: jax.Array, width: int, threshold: float) -> jax.Array:
   """Frames whose pose is on average more than `threshold` (m) from the running median pose
   (over `width` frames, edge-padded, per joint coordinate) become that median: (B, F, 22, 3).
   """
   if width <= 1:
     return joints
-  radius = width // 2
-  padded = jnp.concatenate([jnp.repeat(joints[:, :1], radius, axis=1), joints,
-                            jnp.repeat(joints[:, -1:], radius, axis=1)], axis=1)
+  padded = _pad_frames(joints, width // 2)
   frames = joints.shape[1]
   median = jnp.median(jnp.stack([padded[:, k:k + frames] for k in range(width)]), axis=0)
   distance = jnp.linalg.norm(joints - median, axis=-1).mean(axis=-1)
@@ -90,8 +96,7 @@ def _smooth_time(joints: jax.Array, sigma: float) -> jax.Array:
   radius = int(math.ceil(3 * sigma))
   taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
   taps = jnp.asarray(taps / taps.sum(), joints.dtype)
-  padded = jnp.concatenate([jnp.repeat(joints[:, :1], radius, axis=1), joints,
-                            jnp.repeat(joints[:, -1:], radius, axis=1)], axis=1)
+  padded = _pad_frames(joints, radius)
   frames = joints.shape[1]
   return sum(taps[k] * padded[:, k:k + frames] for k in range(2 * radius + 1))
 
