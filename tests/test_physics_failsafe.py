@@ -152,8 +152,11 @@ def test_unrealisable_motions_can_be_returned_uncorrected(batch, params):
 @pytest.mark.parametrize("field,value", [("failsafe", "stop"), ("failsafe_threshold_m", 0.0),
                                          ("failsafe_min_imitated", 1.5),
                                          ("failsafe_unrealisable", "drop"),
-                                         ("fall_height_ratio", 0.0), ("fall_min_drop_m", -1.0)])
-def test_failsafe_settings_are_validated(field, value):
+                                         ("fall_height_ratio", 0.0), ("fall_min_drop_m", -1.0),
+                                         ("reference_median_frames", 4),
+                                         ("reference_median_frames", 0),
+                                         ("reference_glitch_m", -0.1)])
+def test_failsafe_and_glitch_filter_settings_are_validated(field, value):
   with pytest.raises(errors.ConfigError, match=field):
     params_lib.from_config({field: value})
 
@@ -203,9 +206,3 @@ def test_one_frame_glitches_are_not_imitated(glitch_runs):
   assert np.all(gap(filtered) < 0.5 * gap(raw)), (gap(filtered), gap(raw))
   assert np.all(_jerk(filtered)[glitched] < _jerk(raw)[glitched])
 
-
-def test_glitch_filter_settings_are_checked():
-  for bad in ({"reference_median_frames": 4}, {"reference_median_frames": 0},
-              {"reference_glitch_m": -0.1}):
-    with pytest.raises(errors.ConfigError, match="reference_"):
-      params_lib.CorrectorParams(**bad).validate()
