@@ -11,7 +11,10 @@ the yardstick), then writes to WORKDIR
   seeds.json   per seed and generation the rows; per variant and generation the mean and the
                95% interval over seeds (Student t); the claims at the last generation per seed;
                the noise measurements
-  seeds.md     the last-generation table (mean +- 95% interval over seeds) and the claims
+  seeds.md     the last-generation table (mean +- 95% interval over seeds) and the claims;
+               per seed: FID per generation, the last generation's physical metrics and
+               diversity, self_correcting's corrected share per generation
+  evaluation_noise.json  the evaluation-noise scores (reused by a rerun on the same checkpoint)
   seeds.png    FID and the physical metrics against generation, mean and interval per variant
 
 and prints its summary as one JSON line last.
@@ -44,6 +47,7 @@ from experiments.configs import humanml as humanml_config
 from selfconsume import loop_plots
 from selfconsume import outputs
 from selfconsume import sweep
+from selfconsume import workdir as workdir_lib
 from selfconsume.humanml import generation as generation_lib
 
 VARIANTS = ("baseline", "self_consuming", "self_correcting")
@@ -143,6 +147,26 @@ def evaluation_noise(config, workdir: str, n: int, generation: int, repeats: int
   return summary
 
 
+def cached_evaluation_noise(config, benchmark_dir: str, seed_dir: str, n: int, generation: int,
+                            repeats: int) -> dict[str, Any]:
+  """`evaluation_noise`, kept in BENCHMARK_DIR/evaluation_noise.json under the checkpoint's
+  identity (the seed run's config fingerprint, n, generation, repeats): rerunning the
+  benchmark over finished seeds (a new table layout, one more seed) does not score the same
+  checkpoint again."""
+  path = os.path.join(benchmark_dir, "evaluation_noise.json")
+  identity = workdir_lib.read_identity(seed_dir) or {}
+  key = {"seed_dir": os.path.basename(os.path.normpath(seed_dir)),
+         "config_fingerprint": identity.get("config_fingerprint"), "n": n,
+         "generation": generation, "repeats": repeats}
+  if os.path.exists(path):
+    stored = outputs.read_json(path)
+    if stored.get("key") == key:
+      return stored["noise"]
+  noise = evaluation_noise(config, seed_dir, n, generation, repeats)
+  outputs.write_json(path, {"key": key, "noise": noise})
+  return noise
+
+
 def run_noise(per_seed, last_generation: int) -> dict[str, Any]:
   """Seed to seed (last generation) and generation to generation (baseline) spreads."""
   seed_sd = {v: float(np.std([s[v][last_generation]["fid"] for s in per_seed.values()], ddof=1))
@@ -176,6 +200,34 @@ def markdown(rows: Sequence[Mapping[str, Any]], held: Mapping[str, int], seeds: 
     lines.append(f"| {name} | {row['generation']} | " + " | ".join(cells) + " |")
   lines += ["", "Claims held (of %d seeds): " % len(seeds)
             + ", ".join(f"{k} {v}" for k, v in held.items())]
+  return "\n".join(lines) + "\n"
+
+
+def per_seed_markdown(per_seed: Mapping[int, Mapping[str, Mapping[int, Mapping[str, float]]]],
+                      last_generation: int) -> str:
+  """Per seed and variant: FID per generation (generation 0 once per seed, it is shared), the
+  last generation's physical metrics and diversity, and for self_correcting the share of its
+  synthetic motions returned corrected, per generation."""
+  generations = range(last_generation + 1)
+  last = ("float_mm", "penetrate_mm", "skate", "diversity")
+  lines = ["| seed | variant | " + " | ".join(f"fid gen {g}" for g in generations) + " | "
+           + " | ".join(last) + " | corrected, gen 1-%d |" % last_generation,
+           "| --- | --- |" + " --- |" * (len(generations) + len(last) + 1)]
+
+  def cell(curve, g, metric, digits):
+    value = curve.get(g, {}).get(metric)
+    return "" if value is None else f"{value:.{digits}f}"
+
+  for seed, by_variant in per_seed.items():
+    for variant in VARIANTS:
+      curve = by_variant.get(variant, {})
+      fids = [cell(curve, g, "fid", 3) if g > 0 or variant == "baseline" else ""
+              for g in generations]
+      physical = [cell(curve, last_generation, m, 2 if m in ("skate", "diversity") else 1)
+                  for m in last]
+      shares = [cell(curve, g, "corrected_fraction", 2) for g in generations if g > 0]
+      corrected = ", ".join(shares) if any(shares) else ""
+      lines.append(f"| {seed} | {variant} | " + " | ".join(fids + physical) + f" | {corrected} |")
   return "\n".join(lines) + "\n"
 
 
@@ -215,9 +267,9 @@ def main(argv=None) -> None:
           for name in next(iter(per_seed_claims.values()))}
   noise: dict[str, Any] = run_noise(per_seed, last_generation)
   if args.noise_repeats > 1:
-    noise["evaluation"] = evaluation_noise(configs[seeds[0]],
-                                           os.path.join(args.workdir, f"seed_{seeds[0]}"),
-                                           n, last_generation, args.noise_repeats)
+    noise["evaluation"] = cached_evaluation_noise(
+        configs[seeds[0]], args.workdir, os.path.join(args.workdir, f"seed_{seeds[0]}"), n,
+        last_generation, args.noise_repeats)
   floor_path = os.path.join(args.workdir, f"seed_{seeds[0]}", "correction_floor.json")
   floor = outputs.read_json(floor_path) if os.path.exists(floor_path) else None
   result = {"benchmark": "humanml_seeds", "preset": args.preset, "overrides": args.override,
@@ -235,7 +287,8 @@ def main(argv=None) -> None:
                      dict(result, rows=rows,
                           per_seed={str(s): r for s, r in per_seed.items()}))
   outputs.write_text_atomic(os.path.join(args.workdir, "seeds.md"),
-                            markdown(rows, held, seeds, last_generation))
+                            markdown(rows, held, seeds, last_generation) + "\n"
+                            + per_seed_markdown(per_seed, last_generation))
   references = loop_plots.reference_lines(
       [{"real_fid": per_seed[seeds[0]]["baseline"][last_generation].get("real_fid")}], floor)
   figure = loop_plots.setting_figure(

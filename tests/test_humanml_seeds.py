@@ -1,5 +1,7 @@
 """The seeds benchmark's statistics: intervals over seeds, the claims, the noise summaries."""
 
+import json
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -63,6 +65,45 @@ def test_markdown_table_lists_generation0_and_the_last_generation():
   assert [line.split("|")[1].strip() for line in body[1:]] == [
       "generation 0", "baseline", "self_consuming", "self_correcting"]
   assert "1.200 +- 0.000" in text
+
+
+def test_per_seed_table_has_each_seeds_curves_and_corrected_shares():
+  per_seed = _runs({s: {"baseline": [1.0, 0.8 + s], "self_consuming": [1.0, 1.2],
+                        "self_correcting": [1.0, 0.9]} for s in (0, 3)})
+  per_seed[3]["self_correcting"][1]["corrected_fraction"] = 0.25
+  text = humanml_seeds.per_seed_markdown(per_seed, 1)
+  body = [line.split("|")[1:-1] for line in text.splitlines()[2:]]
+  assert [(c[0].strip(), c[1].strip()) for c in body] == [
+      (str(s), v) for s in (0, 3) for v in humanml_seeds.VARIANTS]
+  seed3 = {c[1].strip(): [x.strip() for x in c[2:]] for c in body if c[0].strip() == "3"}
+  # Generation 0 is shared: shown once, on baseline's line.
+  assert seed3["baseline"][:2] == ["1.000", "3.800"]
+  assert seed3["self_consuming"][:2] == ["", "1.200"]
+  # float, penetrate, skate at the last generation (diversity absent here), corrected share.
+  assert seed3["self_correcting"][2:] == ["6.0", "1.0", "0.10", "", "0.25"]
+  assert seed3["self_consuming"][-1] == ""
+
+
+def test_evaluation_noise_is_scored_once_per_checkpoint(tmp_path, monkeypatch):
+  calls = []
+
+  def fake_noise(config, workdir, n, generation, repeats):
+    calls.append((workdir, generation, repeats))
+    return {"keys": {"fid": [0.5] * repeats}}
+
+  monkeypatch.setattr(humanml_seeds, "evaluation_noise", fake_noise)
+  seed_dir = tmp_path / "seed_0"
+  seed_dir.mkdir()
+  (seed_dir / "identity.json").write_text(json.dumps({"config_fingerprint": "abc", "config": {}}))
+  first = humanml_seeds.cached_evaluation_noise(None, str(tmp_path), str(seed_dir), 64, 4, 3)
+  again = humanml_seeds.cached_evaluation_noise(None, str(tmp_path), str(seed_dir), 64, 4, 3)
+  assert first == again and len(calls) == 1
+  # Another checkpoint (generation), more repeats or another run's config: scored anew.
+  humanml_seeds.cached_evaluation_noise(None, str(tmp_path), str(seed_dir), 64, 3, 3)
+  humanml_seeds.cached_evaluation_noise(None, str(tmp_path), str(seed_dir), 64, 3, 4)
+  (seed_dir / "identity.json").write_text(json.dumps({"config_fingerprint": "def", "config": {}}))
+  humanml_seeds.cached_evaluation_noise(None, str(tmp_path), str(seed_dir), 64, 3, 4)
+  assert len(calls) == 4
 
 
 def test_velocity_jumps_shows_a_teleport_that_averages_hide():
