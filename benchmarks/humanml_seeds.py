@@ -52,7 +52,8 @@ from selfconsume.humanml import generation as generation_lib
 
 VARIANTS = ("baseline", "self_consuming", "self_correcting")
 METRICS = ("fid", "r_precision_top3", "matching", "diversity", "float_mm", "penetrate_mm",
-           "skate", "tracking_error_m", "fall_rate", "resets", "imitated_fraction")
+           "skate", "tracking_error_m", "fall_rate", "resets", "imitated_fraction",
+           "corrected_fraction", "dropped_fraction")
 FIGURE_METRICS = ("fid", "r_precision_top3", "float_mm", "penetrate_mm", "skate",
                   "tracking_error_m")
 PHYSICAL = ("float_mm", "penetrate_mm", "skate")

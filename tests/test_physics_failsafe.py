@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
+from experiments.configs import humanml as humanml_config
 from selfconsume import errors
+from selfconsume import loop
+from selfconsume.humanml import generation
+from selfconsume.motion import features as features_lib
 from selfconsume.physics import corrector
 from selfconsume.physics import demo_motions
 from selfconsume.physics import metrics
@@ -150,9 +157,61 @@ def test_unrealisable_motions_can_be_returned_uncorrected(batch, params):
   np.testing.assert_array_equal(np.asarray(out)[list(KNOCKED)], joints[list(KNOCKED)])
 
 
+def test_unrealisable_motions_can_be_dropped(batch, params):
+  """'drop': a motion that needed a reset comes back as nothing (zeros, keep False); the
+  others exactly as under 'original'."""
+  joints, lengths = batch
+  strict = dataclasses.replace(params, failsafe_min_imitated=1.0)
+  kept, kept_info = corrector.correct_joints(
+      joints, lengths, dataclasses.replace(strict, failsafe_unrealisable="original"))
+  out, info = corrector.correct_joints(
+      joints, lengths, dataclasses.replace(strict, failsafe_unrealisable="drop"))
+  realisable = np.asarray(info["realisable"])
+  assert not np.any(realisable[list(KNOCKED)]) and np.all(realisable[list(CLEAN)])
+  np.testing.assert_array_equal(np.asarray(info["keep"]), realisable)
+  np.testing.assert_array_equal(np.asarray(info["replaced"]), realisable)
+  assert np.all(np.asarray(out)[list(KNOCKED)] == 0.0)
+  np.testing.assert_array_equal(np.asarray(out)[list(CLEAN)], np.asarray(kept)[list(CLEAN)])
+  assert np.all(np.asarray(kept_info["keep"]))
+
+
+class _RawFeatures:
+  """A motion model's normalisation as the identity: the loop's correction sees raw features."""
+
+  def normalize(self, motions, lengths):
+    del lengths
+    return motions
+
+  def denormalize(self, motions, lengths):
+    del lengths
+    return motions
+
+
+def test_dropped_motions_leave_the_loops_training_data(batch, params):
+  """The motion loop's correct stage under 'drop': the knocked motions (drawn for correction,
+  gamma = inf) become invalid slots of the synthetic buffer, which the fit never draws;
+  the clean ones stay, corrected."""
+  joints, lengths = batch
+  rows = jnp.asarray(lengths - 1)
+  motions = features_lib.batch_joints_to_features(jnp.asarray(joints), jnp.asarray(lengths))
+  config = humanml_config.get_config("smoke")
+  config.correction.physics = ml_collections.ConfigDict(dataclasses.asdict(dataclasses.replace(
+      params, failsafe_min_imitated=1.0, failsafe_unrealisable="drop")))
+  _, correct_fn, _ = generation.loop_stages(config, _RawFeatures(), int(config.loop.sizes[0]))
+  synthetic = loop.make_buffer({"motion": motions, "lengths": rows})
+  out, scores = correct_fn(jax.random.PRNGKey(0), synthetic)
+  valid = np.asarray(out.valid)
+  assert not np.any(valid[list(KNOCKED)]) and np.all(valid[list(CLEAN)])
+  assert float(scores["dropped_fraction"]) == pytest.approx(len(KNOCKED) / len(valid))
+  assert float(scores["corrected_fraction"]) == pytest.approx(len(CLEAN) / len(valid))
+  drawn = loop.draw_batch(jax.random.PRNGKey(1), out, 64)["motion"]
+  clean = np.asarray(out.data["motion"])[list(CLEAN)]
+  assert all(np.any(np.all(np.asarray(m) == clean, axis=(1, 2))) for m in drawn)
+
+
 @pytest.mark.parametrize("field,value", [("failsafe", "stop"), ("failsafe_threshold_m", 0.0),
                                          ("failsafe_min_imitated", 1.5),
-                                         ("failsafe_unrealisable", "drop"),
+                                         ("failsafe_unrealisable", "discard"),
                                          ("fall_height_ratio", 0.0), ("fall_min_drop_m", -1.0),
                                          ("reference_median_frames", 4),
                                          ("reference_median_frames", 0),

@@ -135,6 +135,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # the samples' and 10x real motion's (benchmarks.humanml_diagnostics, `velocity_jumps`,
   # seed 0's generation 0), and a model fitted to them learns the jumps: self_correcting's
   # skate rose from 0.21-0.33 to 0.45-0.77 in 5 generations while self_consuming's did not.
+  # 'drop' leaves such motions out of the generation's training data instead (fewer synthetic
+  # motions that generation; rows report `dropped_fraction`).
   config.correction.physics.failsafe_min_imitated = 1.0
   config.correction.physics.failsafe_unrealisable = "original"
 

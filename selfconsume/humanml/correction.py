@@ -36,12 +36,15 @@ def correct_motions(model: MotionModel, physics: Any, motions: jax.Array, length
 
   Returns:
     (corrected normalised motions, usable (B,) bool, the corrector's info dict). Samples
-    whose simulation was not finite are returned uncorrected and marked not usable.
+    whose simulation was not finite, and samples the corrector dropped (info 'keep' False:
+    the loop leaves them out of its training data), are returned uncorrected and marked not
+    usable.
   """
   raw = model.denormalize(motions, lengths)
   fixed_raw, info = corrector.correct(raw, lengths, physics)
   fixed = model.normalize(jnp.asarray(fixed_raw, jnp.float32), lengths)
   usable = ~jnp.asarray(info.get("nonfinite", jnp.zeros(lengths.shape, bool)), bool)
+  usable = usable & jnp.asarray(info.get("keep", jnp.ones(lengths.shape, bool)), bool)
   usable = usable & jnp.all(jnp.isfinite(fixed), axis=(1, 2))
   fixed = jnp.where(usable[:, None, None], jnp.nan_to_num(fixed), motions)
   return fixed, usable, info

@@ -88,12 +88,17 @@ def loop_stages(config: ml_collections.ConfigDict, model: model_lib.MotionModel,
         model, correction.corrector_params(config), buffer.data["motion"], lengths)
     mixed, replaced = loop.replace_with_probability(mix_key, buffer.data["motion"], fixed,
                                                     gamma)
-    out = loop.Buffer(data=dict(buffer.data, motion=mixed), valid=buffer.valid)
+    # A motion drawn for correction that the corrector dropped (not finite under
+    # nonfinite='drop', not realisable under failsafe_unrealisable='drop') leaves the
+    # training data: the generation fits fewer synthetic motions.
+    dropped = replaced & ~jnp.asarray(info["keep"], bool)
+    out = loop.Buffer(data=dict(buffer.data, motion=mixed), valid=buffer.valid & ~dropped)
     # Corrected: drawn by pi_gamma, simulated to a finite end, and taken by the corrector
     # (under failsafe_unrealisable='original' a motion that needed a reset comes back as
     # sampled; `realisable` says how many needed none).
     per_motion = {"tracking_error_m": info["tracking_error_m"], "fall_rate": info["fell"],
-                  "corrected_fraction": replaced & usable & info["replaced"]}
+                  "corrected_fraction": replaced & usable & info["replaced"],
+                  "dropped_fraction": dropped}
     # The fail-safe's account: resets per motion, the share of frames imitated without one.
     for name in correction.CORRECTION_INFO:
       if name in info:

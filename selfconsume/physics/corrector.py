@@ -26,7 +26,8 @@ What a motion that resets on most frames counts as: it is flagged not realisable
 corrected, as the paper's code keeps every sample: between resets it is still simulated, and
 no frame of it is further from the sample than the threshold, so it cannot drag the loop's
 data away the way a fallen body did; the flag and the fraction let a run report how often
-it happens. `failsafe_unrealisable='original'` returns such motions uncorrected instead;
+it happens. `failsafe_unrealisable='original'` returns such motions uncorrected instead
+('drop': not at all, the loop trains without them);
 with `failsafe_min_imitated=1` that is every motion that needed a reset (the motion preset's
 choice: each reset is a one-frame teleport onto the reference, which a model fitted to the
 corrected motions learns).
@@ -280,17 +281,21 @@ def correct_joints(joints: jax.Array, lengths: jax.Array,
     arrays: tracking_error_m, tracking_error_unrefined_m, fell, residual_force, nonfinite,
     resets, imitated_fraction, realisable (see `simulate`), replaced (the corrected version
     was taken: finite, and realisable unless
-    params.failsafe_unrealisable='keep'), keep (False = dropped, zeros).
+    params.failsafe_unrealisable='keep'), keep (False = dropped, zeros: not finite under
+    params.nonfinite='drop', not realisable under params.failsafe_unrealisable='drop').
   """
   params = _as_params(params)
   joints = jnp.asarray(joints, jnp.float32)
   lengths = jnp.asarray(lengths, jnp.int32)
   sim, info = simulate(joints, lengths, params)
   replaced = jnp.ones(joints.shape[:1], bool)
-  if params.failsafe_unrealisable == "original":
+  if params.failsafe_unrealisable in ("original", "drop"):
     replaced = info["realisable"]
   original = jnp.where(frame_mask(lengths, joints.shape[1])[..., None, None], joints, 0.0)
   out, keep = select_outputs(original, sim, replaced, info["nonfinite"], params.nonfinite)
+  if params.failsafe_unrealisable == "drop":
+    keep = keep & info["realisable"]
+    out = jnp.where(keep[:, None, None, None], out, 0.0)
   info = dict(info, replaced=replaced & ~info["nonfinite"], keep=keep)
   return out, info
 

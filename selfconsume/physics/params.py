@@ -17,7 +17,7 @@ NONFINITE_POLICIES = ("keep", "drop")
 REFINE_METHODS = ("ilc", "gradient")
 SOLVERS = ("CG", "Newton")
 FAILSAFES = ("reset", "none")
-UNREALISABLE_POLICIES = ("keep", "original")
+UNREALISABLE_POLICIES = ("keep", "original", "drop")
 JACOBIANS = ("sparse", "dense")
 
 
@@ -86,7 +86,9 @@ class CorrectorParams:
       not reset) is below this is flagged not realisable (info 'realisable' = False).
     failsafe_unrealisable: what a motion flagged not realisable becomes: 'keep' (the
       corrected motion, a chain of simulated snippets between resets: the paper's code
-      keeps every sample) or 'original' (the uncorrected sample, not replaced). Default
+      keeps every sample), 'original' (the uncorrected sample, not replaced) or 'drop'
+      (neither: info 'keep' is False, the output zeros, and the loop leaves the motion out of
+      that generation's training data, which then holds fewer synthetic motions). Default
       'keep': it is the paper's protocol, and between resets such a motion is still the
       closest physically simulated version of the sample (each reset puts the body on the
       reference, so frames near a reset repeat the sample itself).
