@@ -116,12 +116,16 @@ def aggregate(per_seed: Mapping[int, Mapping[str, Mapping[int, Mapping[str, floa
 
 
 def claims(last: Mapping[str, Mapping[str, float]]) -> dict[str, bool]:
-  """The paper's claims at the last generation of one seed."""
-  base, cons, corr = last["baseline"], last["self_consuming"], last["self_correcting"]
-  out = {"consuming_fid_above_baseline": cons["fid"] > base["fid"],
-         "correcting_fid_below_consuming": corr["fid"] < cons["fid"]}
-  for metric in PHYSICAL:
-    out[f"correcting_{metric}_no_worse"] = corr[metric] <= cons[metric]
+  """The paper's claims at the last generation of one seed, each where its variants ran
+  (a run restricted by `--override=loop.variants=...` has only some of them)."""
+  out = {}
+  if "baseline" in last and "self_consuming" in last:
+    out["consuming_fid_above_baseline"] = last["self_consuming"]["fid"] > last["baseline"]["fid"]
+  if "self_consuming" in last and "self_correcting" in last:
+    cons, corr = last["self_consuming"], last["self_correcting"]
+    out["correcting_fid_below_consuming"] = corr["fid"] < cons["fid"]
+    for metric in PHYSICAL:
+      out[f"correcting_{metric}_no_worse"] = corr[metric] <= cons[metric]
   return out
 
 
@@ -171,10 +175,10 @@ def cached_evaluation_noise(config, benchmark_dir: str, seed_dir: str, n: int, g
 def run_noise(per_seed, last_generation: int) -> dict[str, Any]:
   """Seed to seed (last generation) and generation to generation (baseline) spreads."""
   seed_sd = {v: float(np.std([s[v][last_generation]["fid"] for s in per_seed.values()], ddof=1))
-             for v in VARIANTS if len(per_seed) > 1}
+             for v in VARIANTS if len(per_seed) > 1 and all(v in s for s in per_seed.values())}
   steps = []
   for s in per_seed.values():
-    fids = [s["baseline"][g]["fid"] for g in sorted(s["baseline"]) if g >= 1]
+    fids = [s["baseline"][g]["fid"] for g in sorted(s.get("baseline", {})) if g >= 1]
     steps.extend(np.diff(fids))
   return {"seed_to_seed_fid_sd": seed_sd,
           "baseline_generation_to_generation_fid_sd": (float(np.std(steps, ddof=1))
@@ -190,9 +194,11 @@ def markdown(rows: Sequence[Mapping[str, Any]], held: Mapping[str, int], seeds: 
            " where there are several.", "",
            "| | generation | " + " | ".join(columns) + " |",
            "| --- | --- |" + " --- |" * len(columns)]
+  # Generation 0 is shared by every variant: one row, from the first variant that ran.
+  first = next((row["variant"] for row in rows), None)
   for row in rows:
     if row["generation"] not in (0, last_generation) or (
-        row["generation"] == 0 and row["variant"] != "baseline"):
+        row["generation"] == 0 and row["variant"] != first):
       continue
     name = "generation 0" if row["generation"] == 0 else row["variant"]
     # One seed has no interval over seeds: its value alone.
@@ -220,9 +226,10 @@ def per_seed_markdown(per_seed: Mapping[int, Mapping[str, Mapping[int, Mapping[s
     return "" if value is None else f"{value:.{digits}f}"
 
   for seed, by_variant in per_seed.items():
-    for variant in VARIANTS:
-      curve = by_variant.get(variant, {})
-      fids = [cell(curve, g, "fid", 3) if g > 0 or variant == "baseline" else ""
+    ran = [v for v in VARIANTS if v in by_variant]
+    for variant in ran:
+      curve = by_variant[variant]
+      fids = [cell(curve, g, "fid", 3) if g > 0 or variant == ran[0] else ""
               for g in generations]
       physical = [cell(curve, last_generation, m, 2 if m in ("skate", "diversity") else 1)
                   for m in last]
@@ -262,12 +269,12 @@ def main(argv=None) -> None:
 
   last_generation = int(configs[seeds[0]].loop.generations)
   rows = aggregate(per_seed, n, ratio)
-  per_seed_claims = {s: claims({v: r[v][last_generation] for v in VARIANTS})
+  per_seed_claims = {s: claims({v: r[v][last_generation] for v in VARIANTS if v in r})
                      for s, r in per_seed.items()}
   held = {name: sum(c[name] for c in per_seed_claims.values())
           for name in next(iter(per_seed_claims.values()))}
   noise: dict[str, Any] = run_noise(per_seed, last_generation)
-  if args.noise_repeats > 1:
+  if args.noise_repeats > 1 and "baseline" in per_seed[seeds[0]]:
     noise["evaluation"] = cached_evaluation_noise(
         configs[seeds[0]], args.workdir, os.path.join(args.workdir, f"seed_{seeds[0]}"), n,
         last_generation, args.noise_repeats)
@@ -291,7 +298,8 @@ def main(argv=None) -> None:
                             markdown(rows, held, seeds, last_generation) + "\n"
                             + per_seed_markdown(per_seed, last_generation))
   references = loop_plots.reference_lines(
-      [{"real_fid": per_seed[seeds[0]]["baseline"][last_generation].get("real_fid")}], floor)
+      [{"real_fid": curve[last_generation].get("real_fid")}
+       for curve in per_seed[seeds[0]].values()], floor)
   figure = loop_plots.setting_figure(
       rows, n, ratio, FIGURE_METRICS, references,
       title=f"n = {n}, lambda = {ratio:g}: mean and 95% interval over seeds {seeds}")

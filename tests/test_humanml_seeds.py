@@ -84,6 +84,30 @@ def test_per_seed_table_has_each_seeds_curves_and_corrected_shares():
   assert seed3["self_consuming"][-1] == ""
 
 
+def test_tables_and_claims_for_a_run_without_baseline():
+  # --override=loop.variants=self_consuming,self_correcting: the claims that need baseline
+  # are left out, generation 0 comes from the first variant that ran.
+  per_seed = _runs({s: {"self_consuming": [1.0, 1.2 + s], "self_correcting": [1.0, 0.9]}
+                    for s in (3, 4)})
+  last = {v: c[1] for v, c in per_seed[3].items()}
+  assert set(humanml_seeds.claims(last)) == {
+      "correcting_fid_below_consuming", "correcting_float_mm_no_worse",
+      "correcting_penetrate_mm_no_worse", "correcting_skate_no_worse"}
+  noise = humanml_seeds.run_noise(per_seed, 1)
+  assert set(noise["seed_to_seed_fid_sd"]) == {"self_consuming", "self_correcting"}
+  assert noise["baseline_generation_to_generation_fid_sd"] is None
+  rows = humanml_seeds.aggregate(per_seed, n=64, ratio=1.0)
+  text = humanml_seeds.markdown(rows, {"correcting_fid_below_consuming": 2}, [3, 4], 1)
+  names = [line.split("|")[1].strip() for line in text.splitlines()
+           if line.startswith("| ") and "---" not in line][1:]
+  assert names == ["generation 0", "self_consuming", "self_correcting"]
+  per_seed_lines = humanml_seeds.per_seed_markdown(per_seed, 1).splitlines()[2:]
+  cells = [[c.strip() for c in line.split("|")[1:-1]] for line in per_seed_lines]
+  assert [(c[0], c[1], c[2]) for c in cells] == [
+      ("3", "self_consuming", "1.000"), ("3", "self_correcting", ""),
+      ("4", "self_consuming", "1.000"), ("4", "self_correcting", "")]
+
+
 def test_evaluation_noise_is_scored_once_per_checkpoint(tmp_path, monkeypatch):
   calls = []
 
