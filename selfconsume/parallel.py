@@ -91,3 +91,17 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
 def replicate(tree: Any, mesh: Mesh) -> Any:
   """Places a pytree (train state, data buffer) fully on every device of the mesh."""
   return jax.device_put(tree, replicated(mesh))
+
+
+def place(tree: Any, mesh: Mesh | None) -> Any:
+  """A compiled program's inputs: replicated over the mesh, or without one committed to the
+  one local device.
+
+  Committed either way, so a program sees the same placement whether its inputs were
+  computed or restored from a checkpoint (restored arrays are committed, computed ones are
+  not). The placement is part of the program's compilation-cache key: a resumed run would
+  otherwise miss the persistent cache and compile again what the crashed run compiled.
+  """
+  if mesh is not None:
+    return replicate(tree, mesh)
+  return jax.device_put(tree, jax.local_devices()[0])

@@ -1,23 +1,49 @@
-"""Test-wide setup: JAX's persistent compilation cache for the tests' own process, opt-in.
+"""Test-wide setup: JAX's persistent compilation cache, one per test process.
 
-With SELFCONSUME_JAX_CACHE=DIR a second run of the suite skips most XLA compiles (CPU
-compiles of the Brax rollout take minutes). It is off by default: on a full run from an
-empty cache, jaxlib 0.10.2 crashed the process (SIGSEGV / SIGABRT inside
-`compilation_cache.put_executable_and_time`, at the same test twice) while writing an
-executable; without the cache nothing is serialized. The commands the tests start
-(`experiments.run`) keep their own cache."""
+Tests build the same compiled programs more than once: a run and its resumed rerun, the
+sample and evaluate commands on a finished run, the commands the tests start. Each pytest
+process (each xdist worker) compiles into its own cache directory, empty at start and
+removed at exit, so every suite run starts from an empty cache and the two workers never
+write one file. Commands the tests start (`experiments.run`) inherit it through
+$SELFCONSUME_JAX_CACHE. SELFCONSUME_JAX_CACHE=DIR keeps the cache in DIR across suite runs;
+SELFCONSUME_JAX_CACHE= (empty) turns it off. (jaxlib 0.10.2 once crashed inside
+`put_executable_and_time` late in a one-process suite; that process also accumulated
+compiled programs until XLA aborted, which `_release_compiled_programs` now prevents.)"""
 
 import os
 import pathlib
+import shutil
+import tempfile
 
 import jax
 import pytest
 
-_CACHE = os.environ.get("SELFCONSUME_JAX_CACHE", "")
+# None: the user set no cache, so this process makes its own (see the module docstring).
+_USER_CACHE = os.environ.get("SELFCONSUME_JAX_CACHE")
+_CACHE = (tempfile.mkdtemp(prefix="selfconsume-tests-jax-") if _USER_CACHE is None
+          else _USER_CACHE)
 if _CACHE:
+  # Set before any test module is imported: JAX decides at its first compile whether a cache
+  # is used.
   jax.config.update("jax_compilation_cache_dir", _CACHE)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _commands_share_the_cache():
+  """Commands the tests start compile into this process's cache. Set here, in a process that
+  runs tests, not at import: xdist's workers would inherit the controller's directory."""
+  if _USER_CACHE is None:
+    os.environ["SELFCONSUME_JAX_CACHE"] = _CACHE
+  yield
+
+
+def pytest_unconfigure(config):
+  del config
+  if _USER_CACHE is None:
+    shutil.rmtree(_CACHE, ignore_errors=True)
+
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -18,10 +18,6 @@ def _run(repo_root: pathlib.Path, workdir: pathlib.Path, *overrides: str
          ) -> subprocess.CompletedProcess:
   env = dict(os.environ)
   env["PYTHONPATH"] = str(repo_root) + os.pathsep + env.get("PYTHONPATH", "")
-  # Share the test suite's persistent compilation cache (see conftest.py).
-  env.setdefault("JAX_COMPILATION_CACHE_DIR", str(
-      pathlib.Path.home() / ".cache" / "selfconsume" / "jax"))
-  env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
   return subprocess.run(
       [sys.executable, "-m", "experiments.run", f"--config={_CONFIG}", f"--workdir={workdir}",
        *overrides],

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 
+import jax
 import numpy as np
 import pytest
 
@@ -97,8 +98,21 @@ def test_crash_mid_generation_then_rerun_matches(smoke_run):
     os.remove(gen2 / "row.json")
     if variant == "self_correcting":
       shutil.rmtree(gen2)
+  before = _compiled_generations()
   humanml.run(_smoke_config(root), str(crashed))
   assert _rows(crashed) == _rows(workdir)
+  # The rerun's generations start from restored checkpoints, placed like computed states,
+  # so their programs are those the first run compiled: found in the compilation cache.
+  assert _compiled_generations() == before
+
+
+def _compiled_generations() -> set[str]:
+  """The generation programs in this process's persistent compilation cache (conftest.py);
+  empty when the cache is off."""
+  cache = jax.config.jax_compilation_cache_dir
+  if not cache or not os.path.isdir(cache):
+    return set()
+  return {name for name in os.listdir(cache) if name.startswith("jit_run_generation")}
 
 
 def test_sample_command_writes_arrays_and_videos_and_is_seeded(smoke_run):

@@ -173,8 +173,8 @@ def build_components(config: ml_collections.ConfigDict, workdir: str) -> sweep.C
     run = programs[n, ratio, variant, fused]
 
     def run_checked(state: loop.LoopState):
-      if model.mesh is not None:
-        state = parallel.replicate(state, model.mesh)
+      # The same placement computed or restored: a resumed run reuses the compiled program.
+      state = parallel.place(state, model.mesh)
       state, metrics, sampled = run(state)
       metrics = jax.device_get(metrics)
       if "fit_losses" in metrics:  # the mean in float64, as the host fit sums its losses

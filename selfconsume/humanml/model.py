@@ -94,8 +94,8 @@ class MotionModel:
     progress = training.FitProgress(self.config, self.vocab.size, checkpoint_dir,
                                     int(state.step), per_call, calls)
     state = progress.resume(state)
-    if self.mesh is not None:
-      state, buffer = parallel.replicate((state, buffer), self.mesh)
+    # The same placement computed or restored: a resumed fit reuses the compiled steps.
+    state, buffer = parallel.place((state, buffer), self.mesh)
     every = lambda name: max(1, round(int(self.config.train.get(name, 0)) / per_call))  # noqa: E731
     log_calls = every("log_every")
     save_calls = (every("checkpoint_every")
@@ -134,10 +134,11 @@ class MotionModel:
     """Normalised motions (B, frames, 263) for any B, in fixed-size batches, with the
     evaluation's settings (config.sampling): the sampler between generations."""
     num = lengths.shape[0]
+    params = parallel.place(state.sampling_params(), self.mesh)
     out = []
     for b, start in enumerate(range(0, num, self.batch_size)):
       rows = jnp.arange(start, start + self.batch_size) % num
-      motions = self.generate(state.sampling_params(),
+      motions = self.generate(params,
                               {"ids": text_ids[rows], "mask": text_mask[rows]},
                               lengths[rows], jax.random.fold_in(key, b))
       out.append(motions[:min(self.batch_size, num - start)])
