@@ -1,4 +1,5 @@
-"""Data parallelism: the same loss and update on 1 and 4 (fake CPU) devices."""
+"""Data parallelism: the same loss and update on 1 and 4 (fake CPU) devices; inputs placed
+alike whether computed or restored."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import pytest
 
+from selfconsume import checkpoint
 from selfconsume import parallel
 from selfconsume.errors import ConfigError
 
@@ -61,3 +65,18 @@ def test_batch_must_split_over_devices():
   parallel.check_batch_size(8, mesh)  # one CPU device here: anything splits
   with pytest.raises(ConfigError, match="divisible"):
     parallel.check_batch_size(6, parallel.make_mesh(list(mesh.devices.flat) * 4))
+
+
+def test_computed_and_restored_inputs_compile_to_one_program(tmp_path):
+  """A restored checkpoint's arrays are committed to the device, computed ones are not; placed,
+  both give one compiled program (one persistent-cache key), so a resumed run reuses it."""
+  computed = {"w": jnp.arange(6.0).reshape(2, 3), "step": jnp.zeros((), jnp.int32)}
+  checkpoint.save(str(tmp_path / "state"), computed, {"run": "a"})
+  restored = checkpoint.restore(str(tmp_path / "state"), computed, {"run": "a"})
+  program = jax.jit(lambda tree: tree["w"] * 2.0 + tree["step"])
+  text = lambda tree: program.lower(tree).as_text()  # noqa: E731
+  assert not computed["w"].committed and restored["w"].committed
+  assert text(computed) != text(restored)  # what a resumed run used to compile anew
+  placed = [parallel.place(tree, None) for tree in (computed, restored)]
+  assert all(leaf.committed for tree in placed for leaf in jax.tree.leaves(tree))
+  assert text(placed[0]) == text(placed[1])
