@@ -58,17 +58,25 @@ def define_flags() -> None:
   flags.mark_flags_as_required(["config"])
 
 
-def enable_compilation_cache() -> None:
+# The compilation cache's bound: the default preset's programs take tens of MB each.
+CACHE_BYTES = 8 << 30
+
+
+def enable_compilation_cache(min_compile_seconds: float = 1.0) -> None:
   """Keeps XLA's compiled programs on disk so a rerun skips most compiles.
 
   The directory is $SELFCONSUME_JAX_CACHE, default ~/.cache/selfconsume/jax; set it to an
-  empty string to turn the cache off.
+  empty string to turn the cache off. Programs that took at least `min_compile_seconds` to
+  compile are kept. The cache is bounded (CACHE_BYTES, least recently used entries go first),
+  which also makes JAX lock it while reading and writing, so processes may share it (seeds
+  run side by side, the test suite's workers).
   """
   directory = os.environ.get(
       "SELFCONSUME_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "selfconsume", "jax"))
   if directory:
     jax.config.update("jax_compilation_cache_dir", directory)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_seconds)
+    jax.config.update("jax_compilation_cache_max_size", CACHE_BYTES)
 
 
 # Experiments whose run() claims its workdir (selfconsume.workdir: identity and lock); the

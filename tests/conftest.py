@@ -1,14 +1,19 @@
-"""Test-wide setup: JAX's persistent compilation cache, one per test process.
+"""Test-wide setup: one JAX persistent compilation cache for the whole test run.
 
 Tests build the same compiled programs more than once: a run and its resumed rerun, the
-sample and evaluate commands on a finished run, the commands the tests start. Each pytest
-process (each xdist worker) compiles into its own cache directory, empty at start and
-removed at exit, so every suite run starts from an empty cache and the two workers never
-write one file. Commands the tests start (`experiments.run`) inherit it through
-$SELFCONSUME_JAX_CACHE. SELFCONSUME_JAX_CACHE=DIR keeps the cache in DIR across suite runs;
-SELFCONSUME_JAX_CACHE= (empty) turns it off. (jaxlib 0.10.2 once crashed inside
-`put_executable_and_time` late in a one-process suite; that process also accumulated
-compiled programs until XLA aborted, which `_release_compiled_programs` now prevents.)"""
+sample and evaluate commands on a finished run, the physics tests' rollout of eight motions
+x 49 frames in two files, the smoke preset's fit and evaluation in several files. The pytest
+process that starts the run (xdist's controller, or the only process with -n 0) makes one
+empty cache directory, removed when the run ends, and hands it to everything it starts
+through $SELFCONSUME_JAX_CACHE: xdist's workers, which inherit the environment, and the
+commands the tests start (`experiments.run`). So every suite run starts from an empty cache
+and a program compiled by one worker is read by the other. Writers and readers take the
+cache's file lock (JAX locks it whenever the cache has a size bound; `filelock`), so a
+worker never reads an entry the other is still writing. SELFCONSUME_JAX_CACHE=DIR keeps the
+cache in DIR across suite runs; SELFCONSUME_JAX_CACHE= (empty) turns it off. (jaxlib 0.10.2
+once crashed inside `put_executable_and_time` late in a one-process suite; that process also
+accumulated compiled programs until XLA aborted, which `_release_compiled_programs` now
+prevents.)"""
 
 import os
 import pathlib
@@ -18,31 +23,37 @@ import tempfile
 import jax
 import pytest
 
-# None: the user set no cache, so this process makes its own (see the module docstring).
-_USER_CACHE = os.environ.get("SELFCONSUME_JAX_CACHE")
-_CACHE = (tempfile.mkdtemp(prefix="selfconsume-tests-jax-") if _USER_CACHE is None
-          else _USER_CACHE)
-if _CACHE:
-  # Set before any test module is imported: JAX decides at its first compile whether a cache
-  # is used.
-  jax.config.update("jax_compilation_cache_dir", _CACHE)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+from experiments import run as run_lib
 
-
-@pytest.fixture(autouse=True, scope="session")
-def _commands_share_the_cache():
-  """Commands the tests start compile into this process's cache. Set here, in a process that
-  runs tests, not at import: xdist's workers would inherit the controller's directory."""
-  if _USER_CACHE is None:
-    os.environ["SELFCONSUME_JAX_CACHE"] = _CACHE
-  yield
+# Set in the environment when this process starts: by the user, or by the process that
+# started this one (an xdist worker's controller), which removes it at the end.
+_GIVEN_CACHE = os.environ.get("SELFCONSUME_JAX_CACHE")
+if _GIVEN_CACHE is None:
+  # Set at import, before xdist starts its workers (they inherit it) and before any test
+  # module is imported (JAX decides at its first compile whether a cache is used).
+  os.environ["SELFCONSUME_JAX_CACHE"] = tempfile.mkdtemp(prefix="selfconsume-tests-jax-")
+# Tests keep even the small programs (the commands keep those that take a second or more).
+run_lib.enable_compilation_cache(min_compile_seconds=0.5)
 
 
 def pytest_unconfigure(config):
   del config
-  if _USER_CACHE is None:
-    shutil.rmtree(_CACHE, ignore_errors=True)
+  if _GIVEN_CACHE is None:
+    shutil.rmtree(os.environ["SELFCONSUME_JAX_CACHE"], ignore_errors=True)
+
+
+# The longest test files (minutes each on the 2-core CI machine, longest first) run first,
+# the rest after them in collection order: the two workers then finish together (longest-
+# processing-time-first scheduling), and files that compile programs other files load from
+# the shared cache (the smoke run, the physics tests' rollout) run before those files.
+_LONGEST_FIRST = ("test_humanml_smoke.py", "test_physics_corrector.py",
+                  "test_humanml_parallel.py", "test_physics_failsafe.py", "test_workdir_runs.py",
+                  "test_digits_smoke.py", "test_fit_resume.py", "test_checkpoint_roundtrip.py")
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: tests keep order
 
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
