@@ -42,6 +42,7 @@ from selfconsume import diffusion
 from selfconsume import loop
 from selfconsume import metric_writers
 from selfconsume import outputs
+from selfconsume import parallel
 from selfconsume import validation
 from selfconsume import workdir as workdir_lib
 from selfconsume.digits import classifier as classifier_lib
@@ -307,6 +308,9 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       gen0_state, fit_metrics = fit(template, _pad_buffer(real, capacity),
                                     jax.random.fold_in(seed_key, 3), config.train.gen0_steps,
                                     config.train.gen0_lr, 0.0)
+      # Committed to the device as a restored state is: a resumed run then finds the programs
+      # this one compiles in the compilation cache (see parallel.place).
+      gen0_state = parallel.place(gen0_state, None)
       gen0_metrics, gen0_images = evaluate(gen0_state.params, eval_key, seed)
       gen0_metrics.update(fit_metrics, seconds=time.time() - t0)
       checkpoint.save(gen0_path, gen0_state, _fingerprint(config_hash),
@@ -328,8 +332,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
           jax.random.fold_in(seed_key, 1000 + runs.index((variant, lam))))
       path = os.path.join(ckpt_dir, name)
       restored = _restore_state(path, state, config_hash)
-      if restored is not None:
-        state = restored[0]
+      state = parallel.place(state if restored is None else restored[0], None)
       start_generation = int(state.generation)
       base_row = {"variant": variant, "lambda": lam, "seed": seed, "n_real": n,
                   "n_synthetic": m if variant != "baseline" else 0}
