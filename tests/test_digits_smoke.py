@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -16,7 +17,8 @@ _CONFIG = "experiments/configs/mnist.py:smoke"
 
 def _run(repo_root: pathlib.Path, workdir: pathlib.Path, *overrides: str
          ) -> subprocess.CompletedProcess:
-  env = dict(os.environ)
+  # JAX logs every lookup of the persistent compilation cache that misses (conftest.py).
+  env = dict(os.environ, JAX_EXPLAIN_CACHE_MISSES="1")
   env["PYTHONPATH"] = str(repo_root) + os.pathsep + env.get("PYTHONPATH", "")
   return subprocess.run(
       [sys.executable, "-m", "experiments.run", f"--config={_CONFIG}", f"--workdir={workdir}",
@@ -33,11 +35,11 @@ def smoke_run(repo_root, tmp_path_factory):
   rows = outputs.read_jsonl(workdir / "metrics.jsonl")
   second = _run(repo_root, workdir)
   assert second.returncode == 0, second.stderr[-3000:]
-  return workdir, rows
+  return workdir, rows, second.stderr
 
 
 def test_smoke_preset_writes_every_output(smoke_run):
-  workdir, _ = smoke_run
+  workdir, _, _ = smoke_run
   rows = outputs.read_jsonl(workdir / "metrics.jsonl")
   # baseline (lambda 0) + self_consuming + self_correcting (lambda 1.5), generations 0..2.
   assert len(rows) == 9
@@ -57,7 +59,7 @@ def test_smoke_preset_writes_every_output(smoke_run):
 
 
 def test_rerun_resumes_without_repeating_generations(smoke_run):
-  workdir, first_rows = smoke_run
+  workdir, first_rows, _ = smoke_run
   rows = outputs.read_jsonl(workdir / "metrics.jsonl")
   assert len(first_rows) == 6
   assert rows[:6] == first_rows
@@ -67,7 +69,18 @@ def test_rerun_resumes_without_repeating_generations(smoke_run):
 
 
 def test_rerun_with_another_config_is_refused(repo_root, smoke_run):
-  workdir, _ = smoke_run
+  workdir, _, _ = smoke_run
   result = _run(repo_root, workdir, "--config.diffusion.guidance=2.0")
   assert result.returncode == 2
   assert "different config" in result.stderr
+
+
+def test_resumed_run_loads_its_programs_from_the_cache(smoke_run):
+  """The resumed invocation trains and samples from restored states, placed as the first
+  invocation's computed ones were: its training and sampling programs are cache hits."""
+  _, _, resumed_log = smoke_run
+  if not os.environ.get("SELFCONSUME_JAX_CACHE"):
+    pytest.skip("the compilation cache is off (SELFCONSUME_JAX_CACHE=)")
+  missed = re.findall(r"PERSISTENT COMPILATION CACHE MISS for '(\w+)'", resumed_log)
+  assert missed, "no cache lookups were logged"  # the log this test reads is there
+  assert not {"jit_train_step", "jit_sample_chunk"} & set(missed), sorted(set(missed))
