@@ -1,7 +1,9 @@
 """The physics corrector on a batch of 8 short procedural motions (one compiled rollout).
 
 The batch mixes clean motions, the four injected artefacts and a broken (NaN) motion; every
-test reads the same module-scoped simulation, so the rollout compiles once (shape 8 x 49).
+test reads the same module-scoped simulation, so the rollout compiles once, at shape 8 x 41
+(the smoke preset's 40 feature rows + 1: the motion tests' host-side corrections load the
+same compiled program).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from selfconsume.physics import demo_motions
 from selfconsume.physics import metrics
 from selfconsume.physics.params import CorrectorParams
 
-FRAMES = 49               # joint frames = 48 feature rows + 1
+FRAMES = 41               # joint frames = 40 feature rows + 1
 STILL_FEET = ("wave", "raise_arms", "punch", "bow")
 CLEAN, LIFT, SINK, SLIDE, JITTER, NAN = (0, 1, 6), 2, 3, 4, 5, 7
 
@@ -133,12 +135,13 @@ def test_correct_on_features_follows_the_contract(batch, params):
   feats = np.array(features_lib.batch_joints_to_features(
       jnp.nan_to_num(jnp.asarray(joints[rows])), jnp.asarray(lengths)))
   feats[-1] = np.nan
-  rows_valid = np.array([48, 48, 48, 48, 48, 48, 40, 48], np.int32)
-  feats[6, 40:] = 0.0
+  rows = FRAMES - 1
+  rows_valid = np.array([rows] * 6 + [rows - 8, rows], np.int32)
+  feats[6, rows - 8:] = 0.0
   out, info = corrector.correct(feats, rows_valid, params)
   assert out.shape == feats.shape and out.dtype == jnp.float32
   assert bool(jnp.all(jnp.isfinite(out)))
-  assert bool(jnp.all(out[6, 40:] == 0))
+  assert bool(jnp.all(out[6, rows - 8:] == 0))
   for key in ("tracking_error_m", "fell", "residual_force", "nonfinite", "replaced", "keep",
               "resets", "imitated_fraction", "realisable"):
     assert info[key].shape == (8,)

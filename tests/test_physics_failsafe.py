@@ -1,6 +1,6 @@
 """The corrector's fail-safe: an imitation that fails is reset to the reference and goes on.
 
-Eight motions x 49 frames (the compiled shape of test_physics_corrector, so the rollout is
+Eight motions x 41 frames (the compiled shape of test_physics_corrector, so the rollout is
 compiled once for both): clean demo motions and standing motions whose reference is knocked
 off by something no body can follow (a 1.5 m teleport, the root dashing at 8 m/s). Every
 test reads the same module-scoped simulations; failsafe='none' is a runtime setting of the
@@ -28,7 +28,7 @@ from selfconsume.physics import demo_motions
 from selfconsume.physics import metrics
 from selfconsume.physics import params as params_lib
 
-FRAMES = 49
+FRAMES = 41
 EVENT = 15          # the frame the knocked references go wrong
 SETTLED = 25        # from here on, the reference stands still again
 CLEAN = (0, 1, 2, 7)
@@ -230,7 +230,7 @@ def _with_glitches(base: np.ndarray) -> np.ndarray:
   for frame in sorted(np.argsort(pelvis)[:FRAMES // 3]):
     if 2 <= frame < FRAMES - 2 and all(abs(frame - p) >= 6 for p in picks):
       picks.append(int(frame))
-  assert len(picks) >= 3
+  assert len(picks) >= 2
   out[picks] = base[np.argmax(pelvis)]
   return out
 

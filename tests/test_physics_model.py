@@ -92,20 +92,27 @@ def test_nonfinite_samples_never_leave_the_corrector():
   np.testing.assert_array_equal(dropped[:, 0, 0], [2.0, 0.0, 1.0, 0.0])
 
 
-def test_batches_run_in_fixed_size_chunks():
-  shapes = []
+@pytest.mark.parametrize("jitted", [False, True])
+def test_batches_run_in_fixed_size_chunks(jitted):
+  """On the host every chunk is a call of the rollout (the standalone compiled program);
+  inside a jitted caller the chunks are one lax.map, traced once."""
+  calls = []
 
   def fake_run(targets, offsets):
-    shapes.append(offsets.shape[0])
+    calls.append((offsets.shape[0], isinstance(offsets, jax.core.Tracer)))
     return {"sum": targets["x"] + offsets, "first": targets["x"][:, :1]}
 
   run = corrector._chunked(fake_run, 8)  # pylint: disable=protected-access
+  if jitted:
+    run = jax.jit(run)
   for batch in (5, 8, 19):
+    calls.clear()
     x = jnp.arange(batch * 3, dtype=jnp.float32).reshape(batch, 3)
     out = run({"x": x}, jnp.ones((batch, 3)))
     np.testing.assert_array_equal(out["sum"], x + 1)
     np.testing.assert_array_equal(out["first"], x[:, :1])
-  assert set(shapes) == {8}
+    chunks = -(-batch // 8)
+    assert calls == [(8, jitted)] * (1 if jitted else chunks), (batch, calls)
 
 
 @pytest.mark.parametrize("solver,jacobian,lapack", [("CG", "sparse", False),
@@ -119,3 +126,19 @@ def test_default_simulation_makes_no_lapack_call(solver, jacobian, lapack):
   compiled = rollout._compiled(rollout.static_part(params))  # pylint: disable=protected-access
   text = compiled.lower(rollout.make_control(params), targets, offsets).as_text()
   assert ("lapack" in text) == lapack
+
+
+def test_refinement_loop_is_a_python_loop_on_the_host_and_a_fori_loop_when_jitted():
+  traced = []
+
+  def body(i, carry):
+    traced.append(isinstance(carry, jax.core.Tracer))
+    return carry * 2.0 + i
+
+  loop = lambda carry: corrector._fori_loop(3, body, carry)  # pylint: disable=protected-access
+  on_host = loop(jnp.float32(1.0))
+  assert traced == [False] * 3
+  traced.clear()
+  in_program = jax.jit(loop)(jnp.float32(1.0))
+  assert traced == [True]                  # the body traced once, inside lax.fori_loop
+  assert float(on_host) == float(in_program) == ((1.0 * 2 + 0) * 2 + 1) * 2 + 2

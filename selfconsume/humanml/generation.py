@@ -246,10 +246,10 @@ def build_components(config: ml_collections.ConfigDict, workdir: str) -> sweep.C
     infos: list[Mapping[str, Any]] = []
     corrected: list[tuple[np.ndarray, np.ndarray]] = []
 
-    # One compiled correction for every evaluation batch (called eagerly, the corrector's
-    # lax.map over chunks would trace and compile the rollout again for each batch).
-    correct_batch = jax.jit(
-        lambda motions, lengths: correction.correct_motions(model, physics(), motions, lengths))
+    # Called on the host, the corrector runs every evaluation batch through its standalone
+    # compiled rollout (the program the diagnostics and the tests also load), not a copy
+    # compiled into a program of the floor's own.
+    correct_batch = functools.partial(correction.correct_motions, model, physics())
 
     def generate_fn(captions, lengths, key):
       del key  # the correction is deterministic
@@ -304,7 +304,9 @@ def build_components(config: ml_collections.ConfigDict, workdir: str) -> sweep.C
 
   return sweep.Components(
       real_buffer=real_buffer, synthetic_buffer=synthetic_buffer, init=model.init, fit=fit,
-      sample=sample, correct=jax.jit(stages(sizes[0])[1]), evaluate=evaluate, generation=generation,
+      # `correct` runs on the host (diagnostics; the loop corrects inside its generation's
+      # program): eagerly, so it loads the corrector's standalone compiled rollout.
+      sample=sample, correct=stages(sizes[0])[1], evaluate=evaluate, generation=generation,
       save=lambda directory, state: training.save_train_state(
           directory, state, config, data.vocab.size, normalization),
       restore=lambda directory, template: training.restore_train_state(

@@ -102,10 +102,21 @@ def _smooth_time(joints: jax.Array, sigma: float) -> jax.Array:
   return sum(taps[k] * padded[:, k:k + frames] for k in range(2 * radius + 1))
 
 
+def _traced(tree) -> bool:
+  """Whether any leaf is a tracer: the call is being compiled into a caller's program."""
+  return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree))
+
+
 def _chunked(run, size: int):
   """Runs `run(*inputs)` over the batch (leading axis of every leaf) in chunks of `size`
-  (the last one padded), one `lax.map` over the chunks, so one compiled rollout serves
-  every batch size and a jitted caller holds the whole correction in one program."""
+  (the last one padded), so one compiled rollout serves every batch size.
+
+  Inside a jitted caller (the fused generation) the chunks are one `lax.map`, and the caller
+  holds the whole correction in one program. Called on the host, they are a Python loop over
+  the standalone compiled rollout: every host-side correction of one shape (the correction
+  floor, the diagnostics, the tests) then runs that one program instead of compiling the
+  rollout again inside programs of its own.
+  """
   def chunked(*inputs):
     batch = jax.tree.leaves(inputs)[0].shape[0]
     if batch == size:
@@ -113,12 +124,26 @@ def _chunked(run, size: int):
     pad = -batch % size
     grow = lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]) if pad else x
     inputs = jax.tree.map(grow, inputs)
+    if not _traced(inputs):
+      outs = [run(*jax.tree.map(lambda x, i=i: x[i:i + size], inputs))
+              for i in range(0, batch + pad, size)]
+      return jax.tree.map(lambda *xs: jnp.concatenate(xs)[:batch], *outs)
     if batch + pad == size:
       return jax.tree.map(lambda x: x[:batch], run(*inputs))
     chunks = jax.tree.map(lambda x: x.reshape((-1, size) + x.shape[1:]), inputs)
     out = jax.lax.map(lambda args: run(*args), chunks)
     return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:])[:batch], out)
   return chunked
+
+
+def _fori_loop(upper: int, body, carry):
+  """`lax.fori_loop(0, upper, body, carry)` inside a jitted caller; a Python loop on the
+  host, where the body's rollout is then the standalone compiled one (see `_chunked`)."""
+  if _traced(carry):
+    return jax.lax.fori_loop(0, upper, body, carry)
+  for i in range(upper):
+    carry = body(i, carry)
+  return carry
 
 
 def _mean_joint_error(a: jax.Array, b: jax.Array, mask: jax.Array) -> jax.Array:
@@ -239,7 +264,7 @@ def simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
               jnp.where(better, err, best_err), jnp.where(better, resets, best_resets))
 
     carry = (offsets, optimizer.init(offsets), out, out, unrefined, plain_resets)
-    out = jax.lax.fori_loop(0, params.refine_iterations, refine_pass, carry)[3]
+    out = _fori_loop(params.refine_iterations, refine_pass, carry)[3]
   # MuJoCo's contacts are soft: a loaded foot sphere sinks a few millimetres into the floor
   # (more on impacts). The data's floor convention puts a resting joint at y = 0, and
   # joints_to_features lowers a motion by its lowest joint over all frames, so a single
