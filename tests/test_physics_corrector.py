@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from selfconsume.motion import features as features_lib
 from selfconsume.physics import corrector
 from selfconsume.physics import demo_motions
 from selfconsume.physics import metrics
+from selfconsume.physics import rollout
 from selfconsume.physics.params import CorrectorParams
 
 FRAMES = 41               # joint frames = 40 feature rows + 1
@@ -102,6 +104,19 @@ def test_nonfinite_simulation_is_flagged_and_never_returned(corrected):
   # Its input was broken too, so there is nothing to keep: it is dropped (zeros).
   assert not bool(info["keep"][NAN]) and bool(jnp.all(out[NAN] == 0))
   assert np.all(np.delete(np.asarray(info["keep"]), NAN))
+
+
+def test_host_calls_load_one_compiled_rollout_however_their_inputs_are_placed(
+    batch, params, corrected):
+  """The floor corrects NumPy test motions, the diagnostics a jitted sampler's (committed)
+  output: both run the same compiled rollout, with the same result."""
+  joints, lengths = batch
+  committed = jax.device_put(joints, jax.local_devices()[0])
+  out, info = corrector.correct_joints(committed, lengths, params)
+  np.testing.assert_array_equal(np.asarray(out), np.asarray(corrected[0]))
+  np.testing.assert_array_equal(np.asarray(info["resets"]), np.asarray(corrected[1]["resets"]))
+  compiled = rollout._compiled(rollout.static_part(params))  # pylint: disable=protected-access
+  assert compiled._cache_size() == 1  # pylint: disable=protected-access
 
 
 def test_refinement_lowers_tracking_error(batch, params):

@@ -119,15 +119,19 @@ def _chunked(run, size: int):
   """
   def chunked(*inputs):
     batch = jax.tree.leaves(inputs)[0].shape[0]
-    if batch == size:
-      return run(*inputs)
     pad = -batch % size
     grow = lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]) if pad else x
-    inputs = jax.tree.map(grow, inputs)
     if not _traced(inputs):
+      # Committed to one device whatever the caller's arrays were: how arguments are placed
+      # is part of the compiled program's cache key, so the persistent cache would otherwise
+      # hold one copy of the rollout per kind of caller.
+      inputs = jax.device_put(jax.tree.map(grow, inputs), jax.local_devices()[0])
       outs = [run(*jax.tree.map(lambda x, i=i: x[i:i + size], inputs))
               for i in range(0, batch + pad, size)]
       return jax.tree.map(lambda *xs: jnp.concatenate(xs)[:batch], *outs)
+    if batch == size:
+      return run(*inputs)
+    inputs = jax.tree.map(grow, inputs)
     if batch + pad == size:
       return jax.tree.map(lambda x: x[:batch], run(*inputs))
     chunks = jax.tree.map(lambda x: x.reshape((-1, size) + x.shape[1:]), inputs)
