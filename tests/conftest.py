@@ -1,8 +1,9 @@
 """Test-wide setup: one JAX persistent compilation cache for the whole test run.
 
 Tests build the same compiled programs more than once: a run and its resumed rerun, the
-sample and evaluate commands on a finished run, the physics tests' rollout of eight motions
-x 49 frames in two files, the smoke preset's fit and evaluation in several files. The pytest
+sample and evaluate commands on a finished run, the corrector's rollout of eight motions x 41
+frames (the physics tests of two files, the motion smoke run's correction floor and
+diagnostics), the smoke preset's fit and evaluation in several files. The pytest
 process that starts the run (xdist's controller, or the only process with -n 0) makes one
 empty cache directory, removed when the run ends, and hands it to everything it starts
 through $SELFCONSUME_JAX_CACHE: xdist's workers, which inherit the environment, and the
