@@ -200,10 +200,19 @@ def reference_state(system, index: humanoid.ModelIndex, frame: Frames
 
 def initial_data(system, index: humanoid.ModelIndex, frames: Frames) -> mjx.Data:
   """Simulator state on the first reference pose (raised out of the floor if it starts
-  inside it) with the reference's first velocities."""
+  inside it) with the reference's first velocities.
+
+  mjx.step recomputes everything from qpos and qvel; the one derived quantity read before the
+  first step is the bias force the controller compensates (qfrc_bias). The smooth dynamics
+  that give it (kinematics, composite inertia and velocities, RNE) leave out mjx.forward's
+  collision and constraint solve: the same rollout, bit for bit, and half the compile time of
+  gradient refinement's start program, which does nothing else.
+  """
   qpos, qvel, _ = reference_state(system, index, jax.tree.map(lambda x: x[0], frames))
   data = mjx.make_data(system).replace(qpos=qpos, qvel=qvel)
-  return mjx.forward(system, data)
+  for stage in (mjx.kinematics, mjx.com_pos, mjx.com_vel, mjx.rne):
+    data = stage(system, data)
+  return data
 
 
 def state_joints(data: mjx.Data, index: humanoid.ModelIndex) -> jax.Array:
