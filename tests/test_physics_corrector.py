@@ -131,7 +131,14 @@ def test_refinement_lowers_tracking_error(batch, params):
 
 
 def test_gradient_refinement_lowers_tracking_error(batch, params):
-  """Adam on PD-target offsets through the simulation (truncated windows) beats plain PD."""
+  """Adam on PD-target offsets through the simulation (truncated windows) beats plain PD.
+
+  At the default gains plain PD already tracks these motions to 1-3 cm and the gradient's
+  gain is a few percent (2.8% on one CPU, 4.6% on another: the window gradients through 50
+  stiff contact substeps are rounding-sensitive), so there it must only never lose and win
+  somewhere. With the PD stiffness at 0.3x (a runtime input: same compiled programs) the
+  controller lags and the offsets have a lag to remove: there they must cut it clearly.
+  """
   joints, lengths = batch
   rows = list(CLEAN) + [JITTER]
   refined = dataclasses.replace(params, refine_method="gradient", refine_iterations=3)
@@ -139,7 +146,14 @@ def test_gradient_refinement_lowers_tracking_error(batch, params):
   plain = np.asarray(info["tracking_error_unrefined_m"])[rows]
   after = np.asarray(info["tracking_error_m"])[rows]
   assert np.all(after <= plain + 1e-6)
-  assert after.mean() < 0.97 * plain.mean(), (plain, after)
+  assert after.mean() < plain.mean(), (plain, after)
+  _, lagging = corrector.correct_joints(joints, lengths,
+                                        dataclasses.replace(refined, stiffness=0.3))
+  lag_plain = np.asarray(lagging["tracking_error_unrefined_m"])[rows]
+  lag_after = np.asarray(lagging["tracking_error_m"])[rows]
+  assert np.all(lag_plain > plain), (plain, lag_plain)
+  assert np.all(lag_after < lag_plain), (lag_plain, lag_after)
+  assert lag_after.mean() < 0.9 * lag_plain.mean(), (lag_plain, lag_after)
   assert bool(jnp.all(jnp.isfinite(out)))
   assert bool(info["nonfinite"][NAN]) and not bool(info["keep"][NAN])
 
