@@ -16,6 +16,7 @@ from orbax.checkpoint._src.path import atomicity
 import pytest
 
 from selfconsume import checkpoint
+from selfconsume import parallel
 from selfconsume.errors import CheckpointError
 from selfconsume.humanml import mdm
 from selfconsume.humanml import training
@@ -28,7 +29,9 @@ def test_save_restore_next_step_identical(tmp_path):
   config = tiny_config()
   data = make_data()
   batch = jax.tree.map(lambda a: a[:4], data)
-  state = training.create_train_state(config, jax.random.PRNGKey(0), VOCAB)
+  # Both states placed as the fits place them (committed to the device): placement is part
+  # of the compiled step's cache key, so the restored state's step loads the first one's.
+  state = parallel.place(training.create_train_state(config, jax.random.PRNGKey(0), VOCAB), None)
   state, _ = training.jit_train_step(state, batch, jax.random.PRNGKey(1))
   norm = {"mean": np.arange(263, dtype=np.float32), "std": np.ones(263, np.float32)}
   ckpt = training.Checkpointer(tmp_path, config, VOCAB, normalization=norm)
@@ -40,7 +43,7 @@ def test_save_restore_next_step_identical(tmp_path):
   fresh = training.create_train_state(config, jax.random.PRNGKey(9), VOCAB)
   reopened = training.Checkpointer(tmp_path, config, VOCAB)
   assert reopened.latest_step() == 1
-  restored = reopened.restore(fresh)
+  restored = parallel.place(reopened.restore(fresh), None)
   assert int(restored.step) == 1
   _, m1 = training.jit_train_step(state, batch, jax.random.PRNGKey(2))
   _, m2 = training.jit_train_step(restored, batch, jax.random.PRNGKey(2))

@@ -7,7 +7,8 @@ r"""The self-consuming motion loop (Gillman et al. 2024, section 5.2): MDM on te
 
 Presets:
   ''      the built-in procedural corpus, n = 64 real motions, lambda = 1.0 (the paper's
-          headline setting), all three variants, a small MDM; 31 minutes on 2 CPU cores.
+          headline setting), all three variants, a small MDM; 23 minutes on 2 CPU cores with
+          AVX-512 (Zen 5), 31 on the first round's, 75-80 on an AVX2-only EPYC.
   smoke   a few short motions, a tiny MDM, 2 generations of a few steps: minutes, for tests.
   paper   n in {64, 128, 256, 2794}, lambda in {0.25, 0.5, 0.75, 1.0}, 50 generations, the
           paper's MDM (8 layers, latent 512) and step counts (GPU/TPU).
