@@ -19,6 +19,15 @@ the yardstick), then writes to WORKDIR
 
 and prints its summary as one JSON line last.
 
+  python -m benchmarks.humanml_seeds --pool=docs/humanml_seeds.json,docs/humanml_seeds_34.json \
+      --workdir=runs/pooled
+
+pools the seeds of several earlier `seeds.json` (e.g. seeds 0-2 and held-out seeds run later;
+each seed once, the same last generation) without running anything: the claims per seed, and
+per pair of variants the paired last-generation gaps (self_consuming - baseline,
+self_consuming - self_correcting: positive is the paper's way) with their mean, 95% interval
+(t), sign count and Wilcoxon signed-rank p-value; `pooled.json` and `pooled.md` in WORKDIR.
+
 The claims (the paper's Figure 4 at lambda = 1), per seed, at the last generation:
 self_consuming's FID above baseline's; self_correcting's FID below self_consuming's;
 self_correcting's float / penetrate / skate no worse than self_consuming's.
@@ -239,6 +248,87 @@ def per_seed_markdown(per_seed: Mapping[int, Mapping[str, Mapping[int, Mapping[s
   return "\n".join(lines) + "\n"
 
 
+PAIRS = (("self_consuming", "baseline", ("fid",)),
+         ("self_consuming", "self_correcting", ("fid",) + PHYSICAL))
+
+
+def read_last_generations(paths: Sequence[str]) -> tuple[dict[int, dict[str, dict[str, float]]],
+                                                          int]:
+  """seed -> variant -> last-generation metrics from several `seeds.json`, each seed once."""
+  last_generation, per_seed = None, {}
+  for path in paths:
+    result = outputs.read_json(path)
+    generation = int(result["generations"])
+    if last_generation is not None and generation != last_generation:
+      raise SystemExit(f"{path}: last generation {generation}, the files before it "
+                       f"{last_generation}; pool runs of the same length")
+    last_generation = generation
+    for seed, curves in result["per_seed"].items():
+      if int(seed) in per_seed:
+        raise SystemExit(f"{path}: seed {seed} is also in an earlier file; pool each seed once")
+      per_seed[int(seed)] = {v: curve[str(generation)] for v, curve in curves.items()
+                             if str(generation) in curve}
+  if last_generation is None:
+    raise SystemExit("--pool needs at least one seeds.json")
+  return per_seed, last_generation
+
+
+def paired_gaps(per_seed: Mapping[int, Mapping[str, Mapping[str, float]]]) -> dict[str, Any]:
+  """Per pair (a, b) and metric, over the seeds where both ran: gap a - b per seed, its mean,
+  95% interval (t), how many seeds are positive, and the Wilcoxon signed-rank p-value."""
+  out = {}
+  for a, b, metrics in PAIRS:
+    for metric in metrics:
+      seeds = sorted(s for s, last in per_seed.items() if a in last and b in last)
+      gaps = [per_seed[s][a][metric] - per_seed[s][b][metric] for s in seeds]
+      if not gaps:
+        continue
+      mean, half = t_interval(gaps)
+      out[f"{a}-{b}:{metric}"] = {
+          "seeds": seeds, "gaps": gaps, "mean": mean, "ci95": half,
+          "positive": int(sum(g > 0 for g in gaps)),
+          "wilcoxon_p": (float(stats.wilcoxon(gaps).pvalue) if len(gaps) > 1 and any(gaps)
+                         else None)}
+  return out
+
+
+def pooled_markdown(gaps: Mapping[str, Mapping[str, Any]], held: Mapping[str, int],
+                    seeds: Sequence[int]) -> str:
+  lines = [f"Seeds {', '.join(map(str, seeds))} pooled; last generation; gap = first - second "
+           "(positive: the paper's way).", "",
+           "| gap | seeds | mean +- 95% (t) | positive | Wilcoxon p |",
+           "| --- | --- | --- | --- | --- |"]
+  for name, g in gaps.items():
+    p = "" if g["wilcoxon_p"] is None else f"{g['wilcoxon_p']:.3f}"
+    lines.append(f"| {name} | {len(g['seeds'])} | {g['mean']:.3f} +- {g['ci95']:.3f} | "
+                 f"{g['positive']} of {len(g['seeds'])} | {p} |")
+  lines += ["", "Claims held: " + ", ".join(f"{k} {v}" for k, v in held.items())]
+  return "\n".join(lines) + "\n"
+
+
+def pool(paths: Sequence[str], workdir: str) -> dict[str, Any]:
+  """The claims and paired gaps over the seeds of several seeds.json; writes pooled.*."""
+  per_seed, last_generation = read_last_generations(paths)
+  per_seed_claims = {s: claims(last) for s, last in per_seed.items()}
+  held = {}
+  for c in per_seed_claims.values():
+    for name, value in c.items():
+      held[name] = held.get(name, 0) + int(value)
+  tested = {name: sum(name in c for c in per_seed_claims.values()) for name in held}
+  gaps = paired_gaps(per_seed)
+  result = {"benchmark": "humanml_seeds_pooled", "files": list(paths),
+            "seeds": sorted(per_seed), "generations": last_generation,
+            "claims_held_in_seeds": held, "claims_tested_in_seeds": tested,
+            "claims_per_seed": {str(s): c for s, c in sorted(per_seed_claims.items())},
+            "gaps": gaps}
+  os.makedirs(workdir, exist_ok=True)
+  outputs.write_json(os.path.join(workdir, "pooled.json"), result)
+  outputs.write_text_atomic(os.path.join(workdir, "pooled.md"),
+                            pooled_markdown(gaps, {k: f"{v} of {tested[k]}"
+                                                   for k, v in held.items()}, sorted(per_seed)))
+  return result
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--preset", default="")
@@ -248,7 +338,12 @@ def main(argv=None) -> None:
                       help="config assignment section.field=value (repeatable)")
   parser.add_argument("--noise_repeats", type=int, default=4,
                       help="re-scorings per kind for the evaluation noise (0: skip)")
+  parser.add_argument("--pool", default="",
+                      help="comma-separated seeds.json files to pool instead of running")
   args = parser.parse_args(argv)
+  if args.pool:
+    print(json.dumps(pool([p for p in args.pool.split(",") if p], args.workdir)))
+    return
   seeds = [int(s) for s in args.seeds.split(",") if s]
   started = time.time()
   per_seed, seconds, configs = {}, {}, {}

@@ -144,3 +144,47 @@ def test_velocity_jumps_shows_a_teleport_that_averages_hide():
   assert calm < 0.02
   # Motion 0's three second differences around frame 20 carry 5 + 10 + 5 over 38 of them.
   assert abs(spiked - calm - 0.5 * 20.0 / 38) < 0.01
+
+
+def _seeds_json(path, fids, generations=1):
+  """A seeds.json as the benchmark writes it (JSON turns the generation keys into strings)."""
+  path.write_text(json.dumps({"generations": generations, "per_seed": _runs(fids)}))
+  return str(path)
+
+
+def test_pool_pairs_the_seeds_of_several_runs(tmp_path):
+  first = _seeds_json(tmp_path / "a.json", {
+      0: {"baseline": [1.0, 0.8], "self_consuming": [1.0, 1.2], "self_correcting": [1.0, 0.9]},
+      1: {"baseline": [1.0, 0.7], "self_consuming": [1.0, 0.9], "self_correcting": [1.0, 1.0]}})
+  # Held-out seeds run later without baseline.
+  second = _seeds_json(tmp_path / "b.json", {
+      5: {"self_consuming": [1.0, 1.5], "self_correcting": [1.0, 1.1]},
+      6: {"self_consuming": [1.0, 1.3], "self_correcting": [1.0, 1.0]}})
+  result = humanml_seeds.pool([first, second], str(tmp_path / "out"))
+  assert result["seeds"] == [0, 1, 5, 6]
+  assert result["claims_held_in_seeds"]["correcting_fid_below_consuming"] == 3
+  assert result["claims_tested_in_seeds"] == {
+      "consuming_fid_above_baseline": 2, "correcting_fid_below_consuming": 4,
+      "correcting_float_mm_no_worse": 4, "correcting_penetrate_mm_no_worse": 4,
+      "correcting_skate_no_worse": 4}
+  gap = result["gaps"]["self_consuming-self_correcting:fid"]
+  np.testing.assert_allclose(gap["gaps"], [0.3, -0.1, 0.4, 0.3])
+  assert gap["positive"] == 3
+  assert gap["mean"] == pytest.approx(0.225)
+  assert gap["ci95"] == pytest.approx(
+      stats.t.ppf(0.975, 3) * np.std([0.3, -0.1, 0.4, 0.3], ddof=1) / 2)
+  assert gap["wilcoxon_p"] == pytest.approx(stats.wilcoxon([0.3, -0.1, 0.4, 0.3]).pvalue)
+  assert result["gaps"]["self_consuming-baseline:fid"]["seeds"] == [0, 1]
+  text = (tmp_path / "out" / "pooled.md").read_text()
+  assert "| self_consuming-self_correcting:fid | 4 | 0.225 +- " in text
+  assert "correcting_fid_below_consuming 3 of 4" in text
+
+
+def test_pool_refuses_a_seed_twice_and_runs_of_different_lengths(tmp_path):
+  runs = {0: {"self_consuming": [1.0, 1.2], "self_correcting": [1.0, 0.9]}}
+  first = _seeds_json(tmp_path / "a.json", runs)
+  with pytest.raises(SystemExit, match="seed 0 is also in an earlier file"):
+    humanml_seeds.pool([first, _seeds_json(tmp_path / "b.json", runs)], str(tmp_path / "o"))
+  longer = _seeds_json(tmp_path / "c.json", {1: {"self_consuming": [1.0, 1.2, 1.3]}}, 2)
+  with pytest.raises(SystemExit, match="c.json: last generation 2, the files before it 1"):
+    humanml_seeds.pool([first, longer], str(tmp_path / "o"))
