@@ -294,6 +294,7 @@ def paired_gaps(per_seed: Mapping[int, Mapping[str, Mapping[str, float]]]) -> di
 
 def pooled_markdown(gaps: Mapping[str, Mapping[str, Any]], held: Mapping[str, int],
                     seeds: Sequence[int]) -> str:
+  """The pooled gaps as a table, and how many seeds held each claim."""
   lines = [f"Seeds {', '.join(map(str, seeds))} pooled; last generation; gap = first - second "
            "(positive: the paper's way).", "",
            "| gap | seeds | mean +- 95% (t) | positive | Wilcoxon p |",
