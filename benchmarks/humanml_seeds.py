@@ -138,6 +138,15 @@ def claims(last: Mapping[str, Mapping[str, float]]) -> dict[str, bool]:
   return out
 
 
+def claims_held(per_seed_claims: Mapping[int, Mapping[str, bool]]) -> dict[str, int]:
+  """Per claim, the number of seeds in which it held (of those where it was tested)."""
+  held: dict[str, int] = {}
+  for seed_claims in per_seed_claims.values():
+    for name, value in seed_claims.items():
+      held[name] = held.get(name, 0) + int(value)
+  return held
+
+
 def evaluation_noise(config, workdir: str, n: int, generation: int, repeats: int
                      ) -> dict[str, Any]:
   """One checkpoint (baseline, `generation`) scored with other keys and other prompt draws."""
@@ -311,10 +320,7 @@ def pool(paths: Sequence[str], workdir: str) -> dict[str, Any]:
   """The claims and paired gaps over the seeds of several seeds.json; writes pooled.*."""
   per_seed, last_generation = read_last_generations(paths)
   per_seed_claims = {s: claims(last) for s, last in per_seed.items()}
-  held = {}
-  for c in per_seed_claims.values():
-    for name, value in c.items():
-      held[name] = held.get(name, 0) + int(value)
+  held = claims_held(per_seed_claims)
   tested = {name: sum(name in c for c in per_seed_claims.values()) for name in held}
   gaps = paired_gaps(per_seed)
   result = {"benchmark": "humanml_seeds_pooled", "files": list(paths),
@@ -367,8 +373,7 @@ def main(argv=None) -> None:
   rows = aggregate(per_seed, n, ratio)
   per_seed_claims = {s: claims({v: r[v][last_generation] for v in VARIANTS if v in r})
                      for s, r in per_seed.items()}
-  held = {name: sum(c[name] for c in per_seed_claims.values())
-          for name in next(iter(per_seed_claims.values()))}
+  held = claims_held(per_seed_claims)
   noise: dict[str, Any] = run_noise(per_seed, last_generation)
   if args.noise_repeats > 1 and "baseline" in per_seed[seeds[0]]:
     noise["evaluation"] = cached_evaluation_noise(
