@@ -13,11 +13,16 @@ config.loop.lambdas[0]: sample -> physics-correct -> mix -> fine-tune) from an u
            the host waiting for each before it starts the next (what an eager driver does);
   stages   each stage alone (the staged generation's parts).
 
-The best of --repeats runs counts. Also reported: the compile times (the first call's time
-less a run's: the fused program; the stages together) and how far the fused and staged results are apart (the same computation:
-only XLA's rounding may differ). Last line: one JSON object
-  {"fused_s", "staged_s", "speedup" (staged / fused), "compile_s" (fused),
-   "staged_compile_s", "stages_s": {"sample", "correct", "fit"}, ...}.
+The runs are interleaved: each of --repeats rounds runs fused, staged and the three stages
+once, in an order rotated from round to round, so a drift of the machine (its clock, a
+neighbour on the host) reaches them alike; the best run of each counts, and the median of the
+rounds' staged / fused ratios is reported beside it. Also reported: the compile times (the
+first call's time less a run's: the fused program; the stages together) and how far the fused
+and staged results are apart (the same computation: only XLA's rounding may differ).
+Last line: one JSON object
+  {"fused_s", "staged_s", "speedup" (staged / fused, best runs), "speedup_median_round",
+   "runs_s" (every run, per round), "compile_s" (fused), "staged_compile_s",
+   "stages_s": {"sample", "correct", "fit"}, ...}.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import json
 import os
 import platform
 import time
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -41,14 +47,19 @@ from selfconsume.humanml import model as model_lib
 VARIANT = "self_correcting"
 
 
-def _best_time(fn, repeats: int) -> float:
-  """The fastest of `repeats` runs of fn() (its result waited for), in seconds."""
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return min(times)
+def _interleaved_times(fns: dict[str, Callable[[], Any]], repeats: int
+                       ) -> dict[str, list[float]]:
+  """Seconds of each fn() (its result waited for) in each of `repeats` rounds; every round
+  runs every fn once, round r starting at the r-th (rotated order: no fn always runs first,
+  right after compilation or after the largest program)."""
+  names = list(fns)
+  times: dict[str, list[float]] = {name: [] for name in names}
+  for r in range(repeats):
+    for name in names[r % len(names):] + names[:r % len(names)]:
+      start = time.perf_counter()
+      jax.block_until_ready(fns[name]())
+      times[name].append(time.perf_counter() - start)
+  return times
 
 
 def _first_call(fn, *args) -> tuple[float, object]:
@@ -95,8 +106,6 @@ def main(argv=None) -> dict:
   fused = loop.make_generation(variant=VARIANT, sample_fn=sample_fn, correct_fn=correct_fn,
                                fit_fn=fit_fn)
   fused_first, fused_out = _first_call(fused, state)
-  fused_s = _best_time(lambda: fused(state), args.repeats)
-  compile_s = fused_first - fused_s
 
   # The stages alone, on the inputs the generation hands them (keys as run_generation's).
   _, sample_key, correct_key, fit_key = jax.random.split(state.key, 4)
@@ -107,20 +116,26 @@ def main(argv=None) -> dict:
   correct_first, (corrected, _) = _first_call(correct_program, correct_key, sampled)
   fit_args = (state.train_state, loop.concat(state.real, corrected), fit_key)
   fit_first, _ = _first_call(fit_program, *fit_args)
-  stages_s = {
-      "sample": _best_time(lambda: sample_program(*sample_args), args.repeats),
-      "correct": _best_time(lambda: correct_program(correct_key, sampled), args.repeats),
-      "fit": _best_time(lambda: fit_program(*fit_args), args.repeats)}
-  staged_compile_s = sample_first + correct_first + fit_first - sum(stages_s.values())
 
-  # Staged: the same stages, the host waiting between them (warmed up first: jit caches).
+  # Staged: the same stages, the host waiting between them (its first call warms it up).
   staged = loop.make_generation(variant=VARIANT, sample_fn=sample_fn, correct_fn=correct_fn,
                                 fit_fn=fit_fn, fused=False)
   staged_out = staged(state)
-  staged_s = _best_time(lambda: staged(state), args.repeats)
+
+  times = _interleaved_times({
+      "fused": lambda: fused(state), "staged": lambda: staged(state),
+      "sample": lambda: sample_program(*sample_args),
+      "correct": lambda: correct_program(correct_key, sampled),
+      "fit": lambda: fit_program(*fit_args)}, args.repeats)
+  fused_s, staged_s = min(times["fused"]), min(times["staged"])
+  stages_s = {name: min(times[name]) for name in ("sample", "correct", "fit")}
+  compile_s = fused_first - fused_s
+  staged_compile_s = sample_first + correct_first + fit_first - sum(stages_s.values())
 
   result = {
       "fused_s": fused_s, "staged_s": staged_s, "speedup": staged_s / fused_s,
+      "speedup_median_round": float(np.median(np.divide(times["staged"], times["fused"]))),
+      "runs_s": times,
       "compile_s": compile_s,
       "staged_compile_s": staged_compile_s,
       "stages_s": stages_s,
@@ -134,7 +149,8 @@ def main(argv=None) -> dict:
       "sampling_steps": int(config.loop.sampling.num_steps), "repeats": args.repeats,
       "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
       "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
-  print(f"fused {fused_s:.2f} s, staged {staged_s:.2f} s (speedup {result['speedup']:.3f}); "
+  print(f"fused {fused_s:.2f} s, staged {staged_s:.2f} s (speedup {result['speedup']:.3f}, "
+        f"median of rounds {result['speedup_median_round']:.3f}); "
         f"compile {compile_s:.1f} s fused, {result['staged_compile_s']:.1f} s staged; stages "
         + ", ".join(f"{k} {v:.2f} s" for k, v in stages_s.items()))
   print(json.dumps(result))
