@@ -175,6 +175,7 @@ def test_pool_pairs_the_seeds_of_several_runs(tmp_path):
       stats.t.ppf(0.975, 3) * np.std([0.3, -0.1, 0.4, 0.3], ddof=1) / 2)
   assert gap["wilcoxon_p"] == pytest.approx(stats.wilcoxon([0.3, -0.1, 0.4, 0.3]).pvalue)
   assert result["gaps"]["self_consuming-baseline:fid"]["seeds"] == [0, 1]
+  np.testing.assert_allclose(result["gaps"]["self_correcting-baseline:fid"]["gaps"], [0.1, 0.3])
   text = (tmp_path / "out" / "pooled.md").read_text()
   assert "| self_consuming-self_correcting:fid | 4 | 0.225 +- " in text
   assert "correcting_fid_below_consuming 3 of 4" in text
