@@ -6,9 +6,15 @@ r"""Two questions about a finished motion run, answered from its checkpoints.
 The config must be the run's: --preset, --seed, --corpus_dir and any --override it ran with.
 
 1. What does correction do to the loop's data? For generation 0 and the last generation of
-   every variant, 64 motions sampled as the loop samples them (its prompts and sampler) are
+   every variant, `--count` motions sampled as the loop samples them (its prompts and
+   sampler; at most as many as the n real motions have captions) are
    scored by the physical metrics (float, penetrate, skate, jerk) and by `velocity_jumps`
    before and after physics correction; the real training motions are scored for reference.
+   `toward_data`: does correction bring those samples nearer the data in the evaluator's
+   space (the paper's premise: the corrector maps a sample toward the true distribution)?
+   FID to the real test motions of the kept samples before and after correction, paired
+   (the correction's gap), and of the kept samples against random subsets of the samples of
+   the same size (what keeping only the realisable ones selects); see `toward_data`.
 2. Is baseline's change at generation 1 the fresh optimizer's? Generation 0 is fine-tuned on
    the real motions for `train.generation_steps` steps with the loop's generation-1 key, once
    with a fresh AdamW (what the loop does: it reproduces baseline's generation-1 row) and once
@@ -34,8 +40,10 @@ from selfconsume import outputs
 from selfconsume import sweep
 from selfconsume.humanml import correction
 from selfconsume.humanml import data as data_lib
+from selfconsume.humanml import evaluator_record
 from selfconsume.humanml import generation
 from selfconsume.humanml import model as model_lib
+from selfconsume.metrics import fid as fid_lib
 from selfconsume.motion import features as features_lib
 
 PHYSICAL = ("float_mm", "penetrate_mm", "skate", "jerk")
@@ -67,6 +75,62 @@ def velocity_jumps(raw: np.ndarray, lengths: np.ndarray, std: np.ndarray) -> flo
   return float(np.mean(values)) if values else float("nan")
 
 
+def toward_data(sampled: np.ndarray, corrected: np.ndarray, kept: np.ndarray,
+                real: np.ndarray, rng: np.random.Generator, *, draws: int = 200,
+                reference: np.ndarray | None = None) -> dict[str, float]:
+  """Whether correction moves samples toward the data, in an evaluator's embedding space.
+
+  Args:
+    sampled, corrected: (count, dim) embeddings of the same motions before and after
+      correction.
+    kept: bool (count,), the motions the loop trains on (the corrector's keep).
+    real: (num, dim) embeddings of the real motions FID is measured against.
+    rng: draws the bootstrap and the random subsets.
+    draws: bootstrap resamples and random subsets.
+    reference: optional (num_ref, dim) embeddings of other real motions (the training
+      split): FID of random subsets of the kept set's size is the finite-sample floor.
+
+  Returns:
+    fid_sampled (every sample), fid_sampled_kept, fid_corrected_kept, and:
+    correction_gap = FID(kept, corrected) - FID(kept, sampled), with correction_gap_ci95
+      (bootstrap over the kept motions, the same resample for both sides): what the
+      simulation itself does to the set the loop trains on;
+    fid_sampled_random = mean FID of `draws` random subsets of the samples of the kept set's
+      size (the same finite-sample bias, no selection); selection_gap = fid_sampled_kept -
+      fid_sampled_random, and selection_p = the share of those subsets at or below the kept
+      set's FID (small: the kept samples are nearer the data than chance picks);
+    fid_real_same_size (with `reference`). Negative gaps move toward the data. FID of a few
+    dozen motions is biased upward; compare only numbers of the same size.
+  """
+  sampled, corrected = np.asarray(sampled, np.float64), np.asarray(corrected, np.float64)
+  kept = np.asarray(kept, bool)
+  real_stats = fid_lib.gaussian_statistics(real)
+  fid = lambda x: fid_lib.frechet_distance(*fid_lib.gaussian_statistics(x), *real_stats)
+  count, size = len(sampled), int(kept.sum())
+  out = {"count": float(count), "kept": float(size), "fid_sampled": fid(sampled)}
+  if size < 2:
+    return out
+  before, after = sampled[kept], corrected[kept]
+  out.update(fid_sampled_kept=fid(before), fid_corrected_kept=fid(after))
+  out["correction_gap"] = out["fid_corrected_kept"] - out["fid_sampled_kept"]
+  gaps = []
+  for _ in range(draws):
+    pick = rng.integers(size, size=size)
+    gaps.append(fid(after[pick]) - fid(before[pick]))
+  out["correction_gap_ci95"] = float(1.96 * np.std(gaps))
+  if size < count:
+    random_fids = np.array([fid(sampled[rng.choice(count, size, replace=False)])
+                            for _ in range(draws)])
+    out["fid_sampled_random"] = float(random_fids.mean())
+    out["selection_gap"] = out["fid_sampled_kept"] - out["fid_sampled_random"]
+    out["selection_p"] = float(np.mean(random_fids <= out["fid_sampled_kept"]))
+  if reference is not None and len(reference) >= size:
+    out["fid_real_same_size"] = float(np.mean(
+        [fid(np.asarray(reference)[rng.choice(len(reference), size, replace=False)])
+         for _ in range(draws)]))
+  return out
+
+
 def correction_effect(config, workdir: str, count: int) -> dict[str, Any]:
   """Physical metrics of loop samples before and after correction, per checkpoint."""
   data = data_lib.load_data(config, workdir)
@@ -84,6 +148,20 @@ def correction_effect(config, workdir: str, count: int) -> dict[str, Any]:
   real = components.real_buffer(n)
   out: dict[str, Any] = {"real_training_motions": physics(real.data["motion"],
                                                           real.data["lengths"])}
+  # No more samples than the n real motions have distinct captions (the loop's prompts are
+  # drawn without replacement).
+  pairs = int(np.sum(np.minimum(np.asarray(real.data["num_captions"]),
+                                real.data["text_ids"].shape[1])))
+  if count > pairs:
+    print(f"--count={count}: the {n} real motions have {pairs} captions; sampling {pairs}",
+          flush=True)
+    count = pairs
+  # The run's own evaluator (build_components copied it into the workdir).
+  evaluator = evaluator_record.load_or_train(
+      workdir, data.train, config.eval.evaluator, config.eval.evaluator_cache or None)
+  test_embeddings = evaluator.embed_motions(data.test.motions, data.test.lengths)
+  train_embeddings = evaluator.embed_motions(data.train.motions, data.train.lengths)
+  rng = np.random.default_rng(int(config.seed))
   checkpoints = {"generation0": sweep.generation_dir(sweep.run_dir(workdir, n, None, None), 0)}
   for variant in config.loop.variants:
     run = sweep.run_dir(workdir, n, 0.0 if variant == "baseline" else ratio, variant)
@@ -94,8 +172,14 @@ def correction_effect(config, workdir: str, count: int) -> dict[str, Any]:
     state = components.restore(os.path.join(directory, "state"), template)
     sampled = components.sample(state, components.synthetic_buffer(n, count / n), key, n, ratio)
     corrected, metrics = components.correct(key, sampled)
+    lengths = np.asarray(sampled.data["lengths"])
     out[name] = {"sampled": physics(sampled.data["motion"], sampled.data["lengths"]),
                  "corrected": physics(corrected.data["motion"], corrected.data["lengths"]),
+                 "toward_data": toward_data(
+                     evaluator.embed_motions(np.asarray(sampled.data["motion"]), lengths),
+                     evaluator.embed_motions(np.asarray(corrected.data["motion"]), lengths),
+                     np.asarray(corrected.valid), test_embeddings, rng,
+                     reference=train_embeddings),
                  "tracking_error_m": float(metrics["tracking_error_m"]),
                  "resets": float(metrics["resets"]),
                  "corrected_fraction": float(metrics["corrected_fraction"])}
@@ -134,11 +218,15 @@ def main(argv=None) -> None:
   parser.add_argument("--count", type=int, default=64, help="loop samples per checkpoint")
   parser.add_argument("--override", action="append", default=[],
                       help="config assignment section.field=value, as the run had it")
+  parser.add_argument("--generation1", action=argparse.BooleanOptionalAction, default=True,
+                      help="question 2 (--no-generation1 skips its two fits)")
   args = parser.parse_args(argv)
   config = _config(args)
   result = {"benchmark": "humanml_diagnostics", "workdir": args.workdir, "seed": args.seed,
-            "correction_effect": correction_effect(config, args.workdir, args.count),
-            "generation1_optimizer": optimizer_at_generation1(config, args.workdir)}
+            "overrides": list(args.override),
+            "correction_effect": correction_effect(config, args.workdir, args.count)}
+  if args.generation1:
+    result["generation1_optimizer"] = optimizer_at_generation1(config, args.workdir)
   outputs.write_json(os.path.join(args.workdir, "diagnostics.json"), result)
   print(json.dumps(result))
 

@@ -146,6 +146,28 @@ def test_velocity_jumps_shows_a_teleport_that_averages_hide():
   assert abs(spiked - calm - 0.5 * 20.0 / 38) < 0.01
 
 
+def test_toward_data_separates_the_correction_from_the_selection():
+  rng = np.random.default_rng(0)
+  real = rng.normal(size=(600, 6))
+  sampled = rng.normal(size=(160, 6)) + 1.0       # the samples sit one unit off the data
+  # Kept: the half nearest the data; corrected: every sample moved halfway back.
+  kept = np.linalg.norm(sampled, axis=1) < np.median(np.linalg.norm(sampled, axis=1))
+  out = humanml_diagnostics.toward_data(sampled, sampled - 0.5, kept, real,
+                                        np.random.default_rng(1), draws=100,
+                                        reference=rng.normal(size=(400, 6)))
+  assert out["kept"] == 80 and out["count"] == 160
+  # |mean shift|^2 falls from about 6 x 1 to 6 x 0.25 for the kept set: a gap of about -4.5.
+  assert out["correction_gap"] < -2.0
+  assert out["correction_gap"] + out["correction_gap_ci95"] < 0
+  assert out["selection_gap"] < 0 and out["selection_p"] < 0.05
+  assert out["fid_real_same_size"] < out["fid_corrected_kept"] < out["fid_sampled_kept"]
+  # A corrector that changes nothing and keeps everything moves nothing.
+  same = humanml_diagnostics.toward_data(sampled, sampled, np.ones(160, bool), real,
+                                         np.random.default_rng(1), draws=20)
+  assert same["correction_gap"] == 0.0 and same["correction_gap_ci95"] == 0.0
+  assert "selection_gap" not in same and same["fid_sampled"] == same["fid_sampled_kept"]
+
+
 def _seeds_json(path, fids, generations=1):
   """A seeds.json as the benchmark writes it (JSON turns the generation keys into strings)."""
   path.write_text(json.dumps({"generations": generations, "per_seed": _runs(fids)}))

@@ -311,6 +311,10 @@ def test_diagnostics_reproduce_generation1_and_correction_removes_penetration(sm
     assert effect[name]["corrected"]["penetrate_mm"] < 0.1   # the simulated feet stay above
     assert effect[name]["corrected_fraction"] == 1.0
     assert effect[name]["corrected"]["velocity_jumps"] >= 0.0
+    toward = effect[name]["toward_data"]
+    assert toward["kept"] == toward["count"] == 4   # 'keep': every motion trained on
+    assert abs(toward["correction_gap"]
+               - (toward["fid_corrected_kept"] - toward["fid_sampled_kept"])) < 1e-9
   # A fresh AdamW on the real motions with the loop's key is the loop's own generation 1.
   baseline_1 = next(r for r in outputs.read_jsonl(workdir / "metrics.jsonl")
                     if r["variant"] == "baseline" and r["generation"] == 1)
