@@ -15,6 +15,7 @@ The config must be the run's: --preset, --seed, --corpus_dir and any --override 
    FID to the real test motions of the kept samples before and after correction, paired
    (the correction's gap), and of the kept samples against random subsets of the samples of
    the same size (what keeping only the realisable ones selects); see `toward_data`.
+   `joint_speed_m_s`: how much the samples move (mean joint speed), kept and dropped.
 2. Is baseline's change at generation 1 the fresh optimizer's? Generation 0 is fine-tuned on
    the real motions for `train.generation_steps` steps with the loop's generation-1 key, once
    with a fresh AdamW (what the loop does: it reproduces baseline's generation-1 row) and once
@@ -45,6 +46,7 @@ from selfconsume.humanml import generation
 from selfconsume.humanml import model as model_lib
 from selfconsume.metrics import fid as fid_lib
 from selfconsume.motion import features as features_lib
+from selfconsume.motion import skeleton
 
 PHYSICAL = ("float_mm", "penetrate_mm", "skate", "jerk")
 
@@ -73,6 +75,15 @@ def velocity_jumps(raw: np.ndarray, lengths: np.ndarray, std: np.ndarray) -> flo
     if len(velocities) >= 3:
       values.append(np.abs(np.diff(velocities, 2, axis=0)).mean())
   return float(np.mean(values)) if values else float("nan")
+
+
+def joint_speed(joints: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+  """Mean speed of all joints over each motion's valid frames, m/s: joints (B, frames, J, 3),
+  lengths (B,) -> (B,). How much a motion moves: a still body scores 0."""
+  joints, lengths = np.asarray(joints, np.float64), np.asarray(lengths)
+  step = np.linalg.norm(np.diff(joints, axis=1), axis=-1).mean(axis=-1)   # (B, frames - 1)
+  valid = np.arange(step.shape[1])[None, :] < (lengths[:, None] - 1)
+  return (step * valid).sum(axis=1) / np.maximum(valid.sum(axis=1), 1) * skeleton.FPS
 
 
 def toward_data(sampled: np.ndarray, corrected: np.ndarray, kept: np.ndarray,
@@ -145,9 +156,13 @@ def correction_effect(config, workdir: str, count: int) -> dict[str, Any]:
     return dict({k: float(summary[k]) for k in PHYSICAL},
                 velocity_jumps=velocity_jumps(raw, np.asarray(lengths), data.train.std))
 
+  def speed(motions: jax.Array, lengths: jax.Array) -> np.ndarray:
+    return joint_speed(np.asarray(model.joints(motions, lengths)), np.asarray(lengths))
+
   real = components.real_buffer(n)
-  out: dict[str, Any] = {"real_training_motions": physics(real.data["motion"],
-                                                          real.data["lengths"])}
+  out: dict[str, Any] = {"real_training_motions": dict(
+      physics(real.data["motion"], real.data["lengths"]),
+      joint_speed_m_s=float(speed(real.data["motion"], real.data["lengths"]).mean()))}
   # No more samples than the n real motions have distinct captions (the loop's prompts are
   # drawn without replacement).
   pairs = int(np.sum(np.minimum(np.asarray(real.data["num_captions"]),
@@ -173,13 +188,18 @@ def correction_effect(config, workdir: str, count: int) -> dict[str, Any]:
     sampled = components.sample(state, components.synthetic_buffer(n, count / n), key, n, ratio)
     corrected, metrics = components.correct(key, sampled)
     lengths = np.asarray(sampled.data["lengths"])
+    # Which samples the corrector keeps: how much they move, as sampled.
+    kept, speeds = np.asarray(corrected.valid), speed(sampled.data["motion"], lengths)
+    moves = {"all": float(speeds.mean())}
+    moves.update({part: float(speeds[mask].mean())
+                  for part, mask in (("kept", kept), ("dropped", ~kept)) if mask.any()})
     out[name] = {"sampled": physics(sampled.data["motion"], sampled.data["lengths"]),
                  "corrected": physics(corrected.data["motion"], corrected.data["lengths"]),
                  "toward_data": toward_data(
                      evaluator.embed_motions(np.asarray(sampled.data["motion"]), lengths),
                      evaluator.embed_motions(np.asarray(corrected.data["motion"]), lengths),
-                     np.asarray(corrected.valid), test_embeddings, rng,
-                     reference=train_embeddings),
+                     kept, test_embeddings, rng, reference=train_embeddings),
+                 "joint_speed_m_s": moves,
                  "tracking_error_m": float(metrics["tracking_error_m"]),
                  "resets": float(metrics["resets"]),
                  "corrected_fraction": float(metrics["corrected_fraction"])}

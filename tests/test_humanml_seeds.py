@@ -146,6 +146,15 @@ def test_velocity_jumps_shows_a_teleport_that_averages_hide():
   assert abs(spiked - calm - 0.5 * 20.0 / 38) < 0.01
 
 
+def test_joint_speed_counts_only_valid_frames():
+  frames = 30
+  joints = np.zeros((2, frames, 22, 3))
+  joints[0, :, :, 0] = np.arange(frames)[:, None] * 0.1   # every joint 0.1 m per frame
+  joints[1, 10:, :, 0] = 5.0                              # still, then a jump past its length
+  speeds = humanml_diagnostics.joint_speed(joints, np.array([frames, 10]))
+  np.testing.assert_allclose(speeds, [0.1 * 20, 0.0])     # 20 frames per second
+
+
 def test_toward_data_separates_the_correction_from_the_selection():
   rng = np.random.default_rng(0)
   real = rng.normal(size=(600, 6))
