@@ -165,8 +165,7 @@ def correction_effect(config, workdir: str, count: int) -> dict[str, Any]:
       joint_speed_m_s=float(speed(real.data["motion"], real.data["lengths"]).mean()))}
   # No more samples than the n real motions have distinct captions (the loop's prompts are
   # drawn without replacement).
-  pairs = int(np.sum(np.minimum(np.asarray(real.data["num_captions"]),
-                                real.data["text_ids"].shape[1])))
+  pairs = data_lib.num_prompts(real)
   if count > pairs:
     print(f"--count={count}: the {n} real motions have {pairs} captions; sampling {pairs}",
           flush=True)

@@ -143,6 +143,11 @@ def training_batch(key: jax.Array, buffer: loop.Buffer, batch_size: int) -> dict
           "text_ids": ex["text_ids"][rows, pick], "text_mask": ex["text_mask"][rows, pick]}
 
 
+def num_prompts(real: loop.Buffer) -> int:
+  """The (motion, caption) pairs of the real set: the most `draw_prompts` can draw."""
+  return int(np.sum(np.where(np.asarray(real.valid), np.asarray(real.data["num_captions"]), 0)))
+
+
 def draw_prompts(key: jax.Array, real: loop.Buffer, count: int) -> tuple[jax.Array, jax.Array]:
   """`count` (motion, caption) pairs of the real set, without replacement.
 

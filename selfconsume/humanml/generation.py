@@ -127,7 +127,6 @@ def build_components(config: ml_collections.ConfigDict, workdir: str) -> sweep.C
   model = model_lib.MotionModel(config, data.vocab, data.train.mean, data.train.std)
   normalization = {"mean": np.asarray(data.train.mean, np.float32),
                    "std": np.asarray(data.train.std, np.float32)}
-  max_captions = data_lib.caption_slots(config, data)
   # The run's evaluator: a copy kept in the workdir and recorded in evaluator.json
   # (fingerprint, training data, real-vs-real FID), so every number traces back to it.
   evaluator = evaluator_record.load_or_train(
@@ -153,8 +152,7 @@ def build_components(config: ml_collections.ConfigDict, workdir: str) -> sweep.C
 
   def check_prompts(n: int, ratio: float) -> None:
     count = loop.num_synthetic(ratio, n)
-    pairs = int(np.sum(np.minimum(np.asarray(real_buffer(n).data["num_captions"]),
-                                  max_captions)))
+    pairs = data_lib.num_prompts(real_buffer(n))
     if count > pairs:
       raise ConfigError(f"lambda * n = {count} synthetic motions need as many distinct "
                         f"training captions, but the {n} real motions have {pairs}")
