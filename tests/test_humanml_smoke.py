@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from benchmarks import humanml_diagnostics
+from benchmarks import humanml_visibility
 from experiments import humanml
 from experiments import sample as sample_cli
 from experiments.configs import humanml as humanml_config
@@ -323,3 +324,26 @@ def test_diagnostics_reproduce_generation1_and_correction_removes_penetration(sm
   optimizer = result["generation1_optimizer"]
   assert optimizer["fresh_adamw"]["fid"] == baseline_1["fid"]
   assert optimizer["carried_adamw"]["fid"] != baseline_1["fid"]
+
+
+def test_visibility_flaws_reach_their_metrics_and_correction_is_scored(smoke_run):
+  """The evaluator-visibility benchmark on the smoke run's corpus and evaluator (no training):
+  each flaw raises the physical metric it is built to raise, every row is scored against the
+  test motions, and the corrector's row covers every test motion."""
+  root, workdir, _ = smoke_run
+  config = _smoke_config(root)
+  result = humanml_visibility.main([
+      f"--workdir={workdir}", "--preset=smoke", f"--corpus_dir={config.data.corpus_dir}",
+      f"--override=eval.evaluator_cache={config.eval.evaluator_cache}"])
+  rows = result["rows"]
+  assert set(outputs.read_json(workdir / "visibility.json")["rows"]) == set(rows)
+  plain = rows["round_trip"]
+  assert plain["fid_over_round_trip"] == 0.0 and plain["fid"] >= 0.0
+  assert rows["bob_0.05"]["float_mm"] > plain["float_mm"] + 20
+  assert rows["jitter_0.02"]["jerk"] > 5 * plain["jerk"]
+  assert rows["drift_0.4"]["skate"] > plain["skate"] + 0.3
+  assert rows["jitter_0.02"]["fid_over_round_trip"] > 0.0
+  for row in rows.values():
+    assert all(np.isfinite(v) for v in row.values() if isinstance(v, float))
+  assert 0.0 <= rows["corrected"]["kept_fraction"] <= 1.0
+  assert rows["real_same_size"]["motions"] == result["test_motions"]
