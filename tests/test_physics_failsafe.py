@@ -175,6 +175,49 @@ def test_unrealisable_motions_can_be_dropped(batch, params):
   assert np.all(np.asarray(kept_info["keep"]))
 
 
+def test_blend_weight_hands_over_between_a_quarter_and_half_the_threshold():
+  weight = np.asarray(corrector.blend_weight(jnp.array([0.0, 0.1, 0.125, 0.1875, 0.25, 0.6]),
+                                             0.5))
+  np.testing.assert_allclose(weight, [0.0, 0.0, 0.0, 0.5, 1.0, 1.0], atol=1e-6)
+
+
+def _steps(joints: np.ndarray) -> np.ndarray:
+  """(B, F - 1) mean joint displacement (m) from each frame to the next."""
+  return np.linalg.norm(np.diff(np.asarray(joints, np.float64), axis=1), axis=-1).mean(-1)
+
+
+def test_blend_keeps_every_motion_and_hides_the_resets(batch, params):
+  """'blend': the knocked motions are kept (nothing dropped), and where 'keep' jumps back onto
+  the reference at a reset, the blended motion has already handed over to it: its step into
+  a reset frame is the reference's own step there, not a teleport. Realisable motions come
+  back exactly as 'keep' simulates them."""
+  joints, lengths = batch
+  strict = dataclasses.replace(params, failsafe_min_imitated=1.0)
+  kept, info = corrector.correct_joints(
+      joints, lengths, dataclasses.replace(strict, failsafe_unrealisable="keep"))
+  blended, blend_info = corrector.correct_joints(
+      joints, lengths, dataclasses.replace(strict, failsafe_unrealisable="blend"))
+  _, _, (reference, error) = corrector._simulate(  # pylint: disable=protected-access
+      jnp.asarray(joints), jnp.asarray(lengths), strict)
+  reference, error = np.asarray(reference), np.asarray(error)
+  np.testing.assert_array_equal(np.asarray(blend_info["keep"]), True)
+  np.testing.assert_array_equal(np.asarray(blend_info["replaced"]), True)
+  clean = list(CLEAN)
+  np.testing.assert_array_equal(np.asarray(blended)[clean], np.asarray(kept)[clean])
+  jumps_keep, jumps_blend = [], []
+  for row in KNOCKED:
+    # The steps into the frames a reset fired on (pre-reset error above the threshold).
+    frames = np.flatnonzero(error[row, 1:] > strict.failsafe_threshold_m)
+    assert len(frames), row
+    own = _steps(reference[row][None])[0][frames]
+    jumps_keep.append(_steps(np.asarray(kept)[row][None])[0][frames] - own)
+    jumps_blend.append(_steps(np.asarray(blended)[row][None])[0][frames] - own)
+  jumps_keep, jumps_blend = np.concatenate(jumps_keep), np.concatenate(jumps_blend)
+  assert np.all(jumps_keep > 0.1), jumps_keep          # the teleports 'keep' returns
+  assert np.all(jumps_blend < 0.05), jumps_blend       # gone: the reference's own step
+  assert np.all(np.asarray(info["resets"])[list(KNOCKED)] > 0)
+
+
 class _RawFeatures:
   """A motion model's normalisation as the identity: the loop's correction sees raw features."""
 

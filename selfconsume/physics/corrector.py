@@ -27,7 +27,9 @@ corrected, as the paper's code keeps every sample: between resets it is still si
 no frame of it is further from the sample than the threshold, so it cannot drag the loop's
 data away the way a fallen body did; the flag and the fraction let a run report how often
 it happens. `failsafe_unrealisable='original'` returns such motions uncorrected instead
-('drop': not at all, the loop trains without them);
+('drop': not at all, the loop trains without them; 'blend': simulated where the humanoid
+imitates the sample, the low-passed sample where it fails, handed over before a reset so
+that no reset shows; `blend_weight`);
 with `failsafe_min_imitated=1` that is every motion that needed a reset (the motion preset's
 choice: each reset is a one-frame teleport onto the reference, which a model fitted to the
 corrected motions learns).
@@ -223,6 +225,14 @@ def simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
     fail-safe reset the state), imitated_fraction (share of those frames not reset) and
     realisable (imitated_fraction >= params.failsafe_min_imitated).
   """
+  sim, info, _ = _simulate(joints, lengths, params)
+  return sim, info
+
+
+def _simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
+              ) -> tuple[jax.Array, dict[str, jax.Array], tuple[jax.Array, jax.Array]]:
+  """`simulate`, plus per frame the reference the humanoid tracked (B, F, 22, 3) and the
+  rollout's pre-reset error (B, F) (m)."""
   joints = jnp.asarray(joints, jnp.float32)
   lengths = jnp.asarray(lengths, jnp.int32)
   frames = joints.shape[1]
@@ -230,9 +240,10 @@ def simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
   padded = _edge_pad(joints, lengths)
   # The reference the humanoid tracks: glitches removed, then low-passed. Errors are still
   # measured against the motion itself.
-  reference = _remove_glitches(padded, params.reference_median_frames,
-                               params.reference_glitch_m)
-  targets = rollout_lib.targets_from_joints(_smooth_time(reference, params.reference_sigma))
+  reference = _smooth_time(_remove_glitches(padded, params.reference_median_frames,
+                                            params.reference_glitch_m),
+                           params.reference_sigma)
+  targets = rollout_lib.targets_from_joints(reference)
   run = _chunked(rollout_lib.make_rollout(params), params.max_batch)
   offsets = jnp.zeros(targets.local_quat.shape[:-1] + (3,), jnp.float32)
   out = plain = run(targets, offsets)
@@ -289,10 +300,21 @@ def simulate(joints: jax.Array, lengths: jax.Array, params: CorrectorParams
   nonfinite = ~jnp.all(jnp.isfinite(out.joints), axis=(1, 2, 3))
   resets = _count_resets(out, mask)
   imitated = 1.0 - resets / jnp.maximum(lengths, 1).astype(jnp.float32)
-  return sim, {"tracking_error_m": error, "tracking_error_unrefined_m": unrefined,
-               "fell": fell, "residual_force": residual, "nonfinite": nonfinite,
-               "resets": resets, "imitated_fraction": imitated,
-               "realisable": imitated >= params.failsafe_min_imitated}
+  info = {"tracking_error_m": error, "tracking_error_unrefined_m": unrefined,
+          "fell": fell, "residual_force": residual, "nonfinite": nonfinite,
+          "resets": resets, "imitated_fraction": imitated,
+          "realisable": imitated >= params.failsafe_min_imitated}
+  return sim, info, (reference, out.error)
+
+
+def blend_weight(error: jax.Array, threshold: float) -> jax.Array:
+  """How much of a frame the 'blend' rule takes from the reference rather than the
+  simulation, from the rollout's pre-reset error (any shape, m): 0 up to a quarter of the
+  fail-safe threshold, 1 from half of it on, linear between. A reset fires only above the
+  threshold, so by then the output already follows the reference the reset puts the body
+  on: the hand-over is as smooth as the error's growth, and no reset shows as a jump."""
+  start = 0.25 * threshold
+  return jnp.clip((error - start) / start, 0.0, 1.0)
 
 
 def correct_joints(joints: jax.Array, lengths: jax.Array,
@@ -316,7 +338,14 @@ def correct_joints(joints: jax.Array, lengths: jax.Array,
   params = _as_params(params)
   joints = jnp.asarray(joints, jnp.float32)
   lengths = jnp.asarray(lengths, jnp.int32)
-  sim, info = simulate(joints, lengths, params)
+  sim, info, (reference, frame_error) = _simulate(joints, lengths, params)
+  if params.failsafe_unrealisable == "blend":
+    # Unrealisable motions hand over to the reference the humanoid tracked (the low-passed
+    # sample) where the imitation fails; realisable ones stay fully simulated.
+    weight = jnp.where(info["realisable"][:, None], 0.0,
+                       blend_weight(frame_error, params.failsafe_threshold_m))
+    mask = frame_mask(lengths, joints.shape[1])[..., None, None]
+    sim = jnp.where(mask, sim + weight[..., None, None] * (reference - sim), 0.0)
   replaced = jnp.ones(joints.shape[:1], bool)
   if params.failsafe_unrealisable in ("original", "drop"):
     replaced = info["realisable"]

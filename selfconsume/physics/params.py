@@ -17,7 +17,7 @@ NONFINITE_POLICIES = ("keep", "drop")
 REFINE_METHODS = ("ilc", "gradient")
 SOLVERS = ("CG", "Newton")
 FAILSAFES = ("reset", "none")
-UNREALISABLE_POLICIES = ("keep", "original", "drop")
+UNREALISABLE_POLICIES = ("keep", "original", "drop", "blend")
 JACOBIANS = ("sparse", "dense")
 
 
@@ -88,7 +88,12 @@ class CorrectorParams:
       corrected motion, a chain of simulated snippets between resets: the paper's code
       keeps every sample), 'original' (the uncorrected sample, not replaced) or 'drop'
       (neither: info 'keep' is False, the output zeros, and the loop leaves the motion out of
-      that generation's training data, which then holds fewer synthetic motions). Default
+      that generation's training data, which then holds fewer synthetic motions) or 'blend'
+      (the corrected motion where the humanoid imitates the sample, the low-passed sample
+      the humanoid tracks where it does not: frame by frame, the output moves from the
+      simulated to the reference pose as that frame's pre-reset error grows from a quarter
+      to half of failsafe_threshold_m, so it has reached the reference before any reset and
+      no reset teleports it; every motion is kept, none is dropped). Default
       'keep': it is the paper's protocol, and between resets such a motion is still the
       closest physically simulated version of the sample (each reset puts the body on the
       reference, so frames near a reset repeat the sample itself).

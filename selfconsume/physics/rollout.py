@@ -74,12 +74,15 @@ class Rollout(NamedTuple):
   reset: (F,) bool, the fail-safe reset the state to the reference on this frame.
   pelvis_height: (F,) simulated pelvis height (m) before the fail-safe acted (how low the
     body went, which the returned joints no longer show where it was reset).
+  error: (F,) mean joint distance (m) of the simulated to the reference pose before the
+    fail-safe acted (above the threshold on exactly the frames it reset).
   """
   joints: jax.Array
   local_quat: jax.Array
   residual: jax.Array
   reset: jax.Array
   pelvis_height: jax.Array
+  error: jax.Array
 
 
 def targets_from_joints(joints: jax.Array) -> Targets:
@@ -276,8 +279,8 @@ def run_frames(system, params: CorrectorParams, control: Control, data: mjx.Data
   def failsafe(data, reference):
     """Resets `data` to this frame's reference state where the imitation has failed.
 
-    Returns the state, the joints (22, 3) it holds, reset, and the pelvis height before the
-    reset."""
+    Returns the state, the joints (22, 3) it holds, reset, and the pelvis height and the
+    mean joint error before the reset."""
     joints = state_joints(data, index)
     ref_qpos, ref_qvel, ref_joints = reference_state(system, index, reference)
     error = jnp.mean(jnp.sqrt(jnp.sum((joints - ref_joints) ** 2, axis=-1)))
@@ -290,16 +293,16 @@ def run_frames(system, params: CorrectorParams, control: Control, data: mjx.Data
     data = data.replace(qpos=pick(ref_qpos, data.qpos), qvel=pick(ref_qvel, data.qvel),
                         qacc_warmstart=pick(0.0, data.qacc_warmstart),
                         qfrc_bias=pick(0.0, data.qfrc_bias))
-    return data, pick(ref_joints, joints), reset, joints[0, 1]
+    return data, pick(ref_joints, joints), reset, joints[0, 1], error
 
   def frame_step(data, inputs):
     frame, reference = inputs
-    data, joints, reset, pelvis = failsafe(data, reference)
+    data, joints, reset, pelvis, error = failsafe(data, reference)
     local = data.qpos[ball_qpos]
     fractions = jnp.arange(substeps, dtype=jnp.float32) / substeps
     data, residual = jax.lax.scan(lambda d, s: substep(d, s, frame), data, fractions)
     return data, Rollout(joints=joints, local_quat=local, residual=jnp.mean(residual),
-                         reset=reset, pelvis_height=pelvis)
+                         reset=reset, pelvis_height=pelvis, error=error)
 
   xs = (frames.local_target, frames.local_vel, frames.root_pos, frames.root_vel,
         frames.root_quat, frames.root_ang)
