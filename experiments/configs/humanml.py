@@ -138,6 +138,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # `velocity_jumps`, seed 0's generation 0), and a model fitted to them learns the jumps.
   # Returned as sampled ('original'), they are the worst samples: last-generation FID over
   # seeds 0-2 was 0.750 / 0.567 / 0.700 against 'drop''s 0.456 / 0.491 / 0.697 (README).
+  # 'blend' (simulated where imitated, the low-passed sample where not: no teleport, nothing
+  # dropped) ended below 'drop' on held-out seeds 11 and 12 (0.644 / 0.618 against 0.772 /
+  # 0.669); two seeds are not yet enough to change the default (README).
   config.correction.physics.failsafe_min_imitated = 1.0
   config.correction.physics.failsafe_unrealisable = "drop"
 
