@@ -35,8 +35,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from benchmarks.humanml_seeds import apply_override
-from experiments.configs import humanml as humanml_config
+from benchmarks import humanml_seeds
 from selfconsume import outputs
 from selfconsume import sweep
 from selfconsume.humanml import correction
@@ -49,16 +48,6 @@ from selfconsume.motion import features as features_lib
 from selfconsume.motion import skeleton
 
 PHYSICAL = ("float_mm", "penetrate_mm", "skate", "jerk")
-
-
-def _config(args) -> Any:
-  config = humanml_config.get_config(args.preset)
-  config.seed = args.seed
-  if args.corpus_dir:
-    config.data.corpus_dir = args.corpus_dir
-  for assignment in args.override:
-    apply_override(config, assignment)
-  return config
 
 
 def velocity_jumps(raw: np.ndarray, lengths: np.ndarray, std: np.ndarray) -> float:
@@ -240,7 +229,7 @@ def main(argv=None) -> None:
   parser.add_argument("--generation1", action=argparse.BooleanOptionalAction, default=True,
                       help="question 2 (--no-generation1 skips its two fits)")
   args = parser.parse_args(argv)
-  config = _config(args)
+  config = humanml_seeds.motion_config(args.preset, args.seed, args.corpus_dir, args.override)
   result = {"benchmark": "humanml_diagnostics", "workdir": args.workdir, "seed": args.seed,
             "overrides": list(args.override),
             "correction_effect": correction_effect(config, args.workdir, args.count)}

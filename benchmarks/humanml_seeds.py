@@ -85,6 +85,18 @@ def apply_override(config, assignment: str) -> None:
     node[field] = type(old)(value)
 
 
+def motion_config(preset: str, seed: int, corpus_dir: str, overrides: Sequence[str]) -> Any:
+  """The motion config of a run: the preset, its seed, its corpus directory ('' keeps the
+  config's) and `apply_override` assignments, in the order given."""
+  config = humanml_config.get_config(preset)
+  config.seed = seed
+  if corpus_dir:
+    config.data.corpus_dir = corpus_dir
+  for assignment in overrides:
+    apply_override(config, assignment)
+  return config
+
+
 def t_interval(values: Sequence[float]) -> tuple[float, float]:
   """Mean and 95% half-width with Student's t (n - 1 degrees of freedom; 0 for one value)."""
   x = np.asarray(values, np.float64)
@@ -359,11 +371,8 @@ def main(argv=None) -> None:
   started = time.time()
   per_seed, seconds, configs = {}, {}, {}
   for seed in seeds:
-    config = humanml_config.get_config(args.preset)
-    config.seed = seed
+    config = motion_config(args.preset, seed, "", args.override)
     config.data.corpus_dir = config.data.corpus_dir or os.path.join(args.workdir, "corpus")
-    for assignment in args.override:
-      apply_override(config, assignment)
     workdir = os.path.join(args.workdir, f"seed_{seed}")
     start = time.time()
     humanml.run(config, workdir)

@@ -39,8 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.humanml_seeds import apply_override
-from experiments.configs import humanml as humanml_config
+from benchmarks import humanml_seeds
 from selfconsume import outputs
 from selfconsume.humanml import correction
 from selfconsume.humanml import data as data_lib
@@ -169,12 +168,7 @@ def main(argv=None) -> dict:
   parser.add_argument("--override", action="append", default=[],
                       help="config assignment section.field=value")
   args = parser.parse_args(argv)
-  config = humanml_config.get_config(args.preset)
-  config.seed = args.seed
-  if args.corpus_dir:
-    config.data.corpus_dir = args.corpus_dir
-  for assignment in args.override:
-    apply_override(config, assignment)
+  config = humanml_seeds.motion_config(args.preset, args.seed, args.corpus_dir, args.override)
   os.makedirs(args.workdir, exist_ok=True)
   result = dict(benchmark="humanml_visibility", preset=args.preset or "default",
                 seed=args.seed, overrides=list(args.override),

@@ -73,6 +73,19 @@ def runs(batch, params):
           for mode in ("reset", "none")}
 
 
+@pytest.fixture(scope="module")
+def strict_runs(batch, params):
+  """correct_joints under every unrealisable-motion policy, any reset making a motion
+  unrealisable (failsafe_min_imitated = 1): {policy: (out, info)}, and under 'strict'
+  the settings."""
+  joints, lengths = batch
+  strict = dataclasses.replace(params, failsafe_min_imitated=1.0)
+  runs = {policy: corrector.correct_joints(
+      joints, lengths, dataclasses.replace(strict, failsafe_unrealisable=policy))
+          for policy in params_lib.UNREALISABLE_POLICIES}
+  return dict(runs, strict=strict)
+
+
 def _pelvis_gap(out, joints) -> np.ndarray:
   """(B,) largest pelvis-height difference (m) between output and reference."""
   return np.abs(np.asarray(out)[:, :, 0, 1] - joints[:, :, 0, 1]).max(axis=1)
@@ -143,13 +156,11 @@ def test_runs_are_ranked_by_resets_then_error():
   np.testing.assert_array_equal(better, [True, True, False, False, False])
 
 
-def test_unrealisable_motions_can_be_returned_uncorrected(batch, params):
+def test_unrealisable_motions_can_be_returned_uncorrected(batch, strict_runs):
   """With failsafe_min_imitated above the knocked motions' share of imitated frames, they
   are flagged not realisable; 'original' returns them uncorrected, 'keep' corrected."""
-  joints, lengths = batch
-  strict = dataclasses.replace(params, failsafe_min_imitated=1.0,
-                               failsafe_unrealisable="original")
-  out, info = corrector.correct_joints(joints, lengths, strict)
+  joints, _ = batch
+  out, info = strict_runs["original"]
   realisable = np.asarray(info["realisable"])
   np.testing.assert_array_equal(realisable, np.asarray(info["resets"]) == 0)
   assert not np.any(realisable[list(KNOCKED)])
@@ -157,15 +168,11 @@ def test_unrealisable_motions_can_be_returned_uncorrected(batch, params):
   np.testing.assert_array_equal(np.asarray(out)[list(KNOCKED)], joints[list(KNOCKED)])
 
 
-def test_unrealisable_motions_can_be_dropped(batch, params):
+def test_unrealisable_motions_can_be_dropped(strict_runs):
   """'drop': a motion that needed a reset comes back as nothing (zeros, keep False); the
   others exactly as under 'original'."""
-  joints, lengths = batch
-  strict = dataclasses.replace(params, failsafe_min_imitated=1.0)
-  kept, kept_info = corrector.correct_joints(
-      joints, lengths, dataclasses.replace(strict, failsafe_unrealisable="original"))
-  out, info = corrector.correct_joints(
-      joints, lengths, dataclasses.replace(strict, failsafe_unrealisable="drop"))
+  kept, kept_info = strict_runs["original"]
+  out, info = strict_runs["drop"]
   realisable = np.asarray(info["realisable"])
   assert not np.any(realisable[list(KNOCKED)]) and np.all(realisable[list(CLEAN)])
   np.testing.assert_array_equal(np.asarray(info["keep"]), realisable)
@@ -186,17 +193,15 @@ def _steps(joints: np.ndarray) -> np.ndarray:
   return np.linalg.norm(np.diff(np.asarray(joints, np.float64), axis=1), axis=-1).mean(-1)
 
 
-def test_blend_keeps_every_motion_and_hides_the_resets(batch, params):
+def test_blend_keeps_every_motion_and_hides_the_resets(batch, strict_runs):
   """'blend': the knocked motions are kept (nothing dropped), and where 'keep' jumps back onto
   the reference at a reset, the blended motion has already handed over to it: its step into
   a reset frame is the reference's own step there, not a teleport. Realisable motions come
   back exactly as 'keep' simulates them."""
   joints, lengths = batch
-  strict = dataclasses.replace(params, failsafe_min_imitated=1.0)
-  kept, info = corrector.correct_joints(
-      joints, lengths, dataclasses.replace(strict, failsafe_unrealisable="keep"))
-  blended, blend_info = corrector.correct_joints(
-      joints, lengths, dataclasses.replace(strict, failsafe_unrealisable="blend"))
+  strict = strict_runs["strict"]
+  kept, info = strict_runs["keep"]
+  blended, blend_info = strict_runs["blend"]
   _, _, (reference, error) = corrector._simulate(  # pylint: disable=protected-access
       jnp.asarray(joints), jnp.asarray(lengths), strict)
   reference, error = np.asarray(reference), np.asarray(error)
