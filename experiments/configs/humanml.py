@@ -140,7 +140,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # seeds 0-2 was 0.750 / 0.567 / 0.700 against 'drop''s 0.456 / 0.491 / 0.697 (README).
   # 'blend' (simulated where imitated, the low-passed sample where not: no teleport, nothing
   # dropped) ended below 'drop' on held-out seeds 11 and 12 (0.644 / 0.618 against 0.772 /
-  # 0.669); two seeds are not yet enough to change the default (README).
+  # 0.669) and above it on seed 0 (0.511 against 0.456): no reason yet to switch (README).
   config.correction.physics.failsafe_min_imitated = 1.0
   config.correction.physics.failsafe_unrealisable = "drop"
 
