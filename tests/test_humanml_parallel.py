@@ -59,7 +59,8 @@ print("RESULT " + json.dumps({
 
 def _run(repo_root, devices: int) -> dict:
   env = {**os.environ, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+         "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
+         + f" --xla_force_host_platform_device_count={devices}"}
   result = subprocess.run([sys.executable, "-c", _SCRIPT], cwd=repo_root, env=env,
                           capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -99,7 +100,8 @@ def test_fused_generation_over_two_processes_matches_one_device(repo_root, one_d
   # jax.distributed on localhost: two CPU processes of two devices each, one 4-device mesh
   # (what several hosts of an accelerator pod look like to the code).
   env = {**os.environ, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+         "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
+         + " --xla_force_host_platform_device_count=2"}
   address = f"127.0.0.1:{_free_port()}"
   workers = [subprocess.Popen([sys.executable, "-c", _SCRIPT, str(i), address], cwd=repo_root,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -44,8 +44,8 @@ print(json.dumps({"hist1": [h["loss"] for h in h1], "hist4": [h["loss"] for h in
 
 
 def test_same_loss_on_one_and_four_devices(repo_root, tmp_path):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             PYTHONPATH=str(repo_root), JAX_PLATFORMS="cpu")
+  flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+  env = dict(os.environ, XLA_FLAGS=flags, PYTHONPATH=str(repo_root), JAX_PLATFORMS="cpu")
   script = tmp_path / "mesh.py"
   script.write_text(_SCRIPT)
   proc = subprocess.run([sys.executable, str(script)], cwd=repo_root, env=env,
