@@ -37,7 +37,7 @@ if _GIVEN_CACHE is None:
 run_lib.enable_compilation_cache(min_compile_seconds=0.5)
 
 # The suite compiles far more than it runs: most programs run a few times on tiny shapes. At
-# LLVM optimisation level 0, XLA:CPU compiles them in about half the time and runs them
+# LLVM optimisation level 0, XLA:CPU compiles them in a third to half less time and runs them
 # somewhat slower (the motion smoke run: 317 s -> 244 s; its FIDs agree to 5e-4, rounding:
 # the numerics are IEEE either way, only the machine code differs). Set here, before the
 # first compile, for this process, xdist's workers and the commands the tests start (which
