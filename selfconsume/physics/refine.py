@@ -13,15 +13,17 @@ window is then re-simulated on the real model with the optimised offsets and wit
 batched simulation of both), and whichever tracks better (fewer fail-safe resets, then lower
 error) is kept and carried on, so refinement never makes a window worse.
 
-Three jit-compiled programs, each vmapped over the batch (start; optimise one window; advance
-one window), are called window by window from Python, so they compile once per batch shape
-whatever the motion length.
+The whole refined rollout is one jit-compiled program, vmapped over the batch: a `lax.scan`
+over the windows whose body optimises one window and advances the state through it. It
+compiles once per batch and motion shape (the body once, whatever the number of windows),
+and inside a jitted caller (the fused generation) it is part of the caller's program.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -59,73 +61,91 @@ def _split_windows(x: jax.Array, window: int) -> jax.Array:
   return x.reshape((windows, window) + x.shape[1:])
 
 
-class _Steps:
-  """The three compiled pieces of a refined rollout (each vmapped over the batch)."""
+class _Window(NamedTuple):
+  """One window's inputs, (window, ...) per frame; next_*: the frame after the window."""
+  frame: rollout_lib.Frames
+  reference: jax.Array       # (window, 22, 3)
+  valid: jax.Array           # (window,)
+  next_reference: jax.Array  # (22, 3)
+  next_valid: jax.Array      # ()
 
-  def __init__(self, static: CorrectorParams):
-    self.params = static
-    self.system = humanoid.brax_system(static.spec)
-    self.index = humanoid.model_index(static.spec)
-    self.optimizer = optax.adam(static.refine_learning_rate)
-    self.start = jax.jit(jax.vmap(self._start, in_axes=(None, 0)))
-    self.optimize = jax.jit(jax.vmap(self._optimize, in_axes=(None, 0, 0, 0, 0, 0, 0)))
-    self.advance = jax.jit(jax.vmap(self._advance, in_axes=(None, 0, 0, 0, 0, 0, 0, 0)))
 
-  def _systems(self, control):
-    real = rollout_lib.controlled_system(self.system, control, self.index)
-    # One solver iteration: the solver has no while_loop, so reverse mode works.
-    return real, real.replace(opt=real.opt.replace(iterations=1))
+def _windows(frames: rollout_lib.Frames, reference: jax.Array, valid: jax.Array, window: int
+             ) -> _Window:
+  """A motion's (F, ...) inputs as (windows, window, ...), each window with the frame that
+  follows it (the last window's: its own last frame, not valid)."""
+  valid = jnp.concatenate([valid, jnp.zeros((-valid.shape[0]) % window, bool)])
+  reference_w = _split_windows(reference, window)
+  valid_w = _split_windows(valid, window)
+  return _Window(
+      frame=jax.tree.map(lambda x: _split_windows(x, window), frames),
+      reference=reference_w, valid=valid_w,
+      next_reference=jnp.concatenate([reference_w[1:, 0], reference_w[-1:, -1]]),
+      next_valid=jnp.concatenate([valid_w[1:, 0], jnp.zeros((1,), bool)]))
 
-  def _start(self, control, targets):
-    real, _ = self._systems(control)
-    frames = rollout_lib.prepare(targets, None, self.params.frame_dt)
-    return rollout_lib.initial_data(real, self.index, frames), frames
 
-  def _error(self, model, control, data, frame, offsets, ref, val, ref_next, val_next):
-    end, out = rollout_lib.run_frames(model, self.params, control, data, frame, offsets)
-    err = _window_error(out.joints, rollout_lib.state_joints(end, self.index), ref, ref_next,
-                        val, val_next)
+def _refined_one(static: CorrectorParams, system, control: rollout_lib.Control,
+                 targets: rollout_lib.Targets, reference: jax.Array, valid: jax.Array
+                 ) -> rollout_lib.Rollout:
+  """The refined rollout of one motion: Targets (F, ...), reference (F, 22, 3), valid (F,)."""
+  index = humanoid.model_index(static.spec)
+  optimizer = optax.adam(static.refine_learning_rate)
+  real = rollout_lib.controlled_system(system, control, index)
+  # One solver iteration: the solver has no while_loop, so reverse mode works.
+  differentiable = real.replace(opt=real.opt.replace(iterations=1))
+
+  def error(model, data, w: _Window, offsets, recompute):
+    end, out = rollout_lib.run_frames(model, static, control, data, w.frame, offsets,
+                                      recompute_substeps=recompute)
+    err = _window_error(out.joints, rollout_lib.state_joints(end, index), w.reference,
+                        w.next_reference, w.valid, w.next_valid)
     return err, (end, out)
 
-  def _optimize(self, control, data, frame, ref, val, ref_next, val_next):
-    _, differentiable = self._systems(control)
-
+  def optimize(data, w: _Window):
     def loss(offsets):
-      err, _ = self._error(differentiable, control, data, frame, offsets, ref, val, ref_next,
-                           val_next)
+      err, _ = error(differentiable, data, w, offsets, recompute=True)
       return err + OFFSET_PENALTY * jnp.mean(jnp.sum(offsets * offsets, axis=-1))
 
     def adam_step(carry, _):
       offsets, opt_state = carry
       grads = jnp.nan_to_num(jax.grad(loss)(offsets), nan=0.0, posinf=0.0, neginf=0.0)
-      updates, opt_state = self.optimizer.update(grads, opt_state, offsets)
+      updates, opt_state = optimizer.update(grads, opt_state, offsets)
       return (optax.apply_updates(offsets, updates), opt_state), None
 
-    zeros = jnp.zeros(frame.local_target.shape[:-1] + (3,), jnp.float32)
-    (offsets, _), _ = jax.lax.scan(adam_step, (zeros, self.optimizer.init(zeros)), None,
-                                   length=self.params.refine_iterations)
+    zeros = jnp.zeros(w.frame.local_target.shape[:-1] + (3,), jnp.float32)
+    (offsets, _), _ = jax.lax.scan(adam_step, (zeros, optimizer.init(zeros)), None,
+                                   length=static.refine_iterations)
     return offsets
 
-  def _advance(self, control, data, frame, ref, val, ref_next, val_next, offsets):
-    real, _ = self._systems(control)
+  def advance(data, w: _Window, offsets):
     # Plain and refined windows as one batched simulation rather than two independent ones
-    # (half the programs; and with a LAPACK-using solver, two independent simulations could
-    # run two batched factorisations at once, which deadlocks XLA:CPU's pool: see params).
+    # (with a LAPACK-using solver, two independent simulations could run two batched
+    # factorisations at once, which deadlocks XLA:CPU's pool: see params).
     candidates = jnp.stack([jnp.zeros_like(offsets), offsets])
     errors, (ends, outs) = jax.vmap(
-        lambda o: self._error(real, control, data, frame, o, ref, val, ref_next, val_next)
-    )(candidates)
+        lambda o: error(real, data, w, o, recompute=False))(candidates)
     # Both candidates run with the fail-safe: the refined window wins with fewer resets, or
     # as many and a lower error (a reset lowers the error by putting the body back on the
     # reference, so error alone would favour failing). False when it is not finite.
-    resets = jnp.sum(outs.reset & val, axis=1)
+    resets = jnp.sum(outs.reset & w.valid, axis=1)
     better = (resets[1] < resets[0]) | ((resets[1] == resets[0]) & (errors[1] < errors[0]))
     return jax.tree.map(lambda x: jnp.where(better, x[1], x[0]), (ends, outs))
 
+  def window_step(data, w: _Window):
+    return advance(data, w, optimize(data, w))
+
+  frames = rollout_lib.prepare(targets, None, static.frame_dt)
+  data = rollout_lib.initial_data(real, index, frames)
+  _, outs = jax.lax.scan(window_step, data,
+                         _windows(frames, reference, valid, static.refine_window))
+  return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:])[:reference.shape[0]], outs)
+
 
 @functools.lru_cache(maxsize=8)
-def _steps(static: CorrectorParams) -> _Steps:
-  return _Steps(static)
+def _compiled(static: CorrectorParams):
+  system = humanoid.brax_system(static.spec)
+  one = functools.partial(_refined_one, static, system)
+  return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, 0)))
 
 
 def make_refined_rollout(params: CorrectorParams):
@@ -136,30 +156,8 @@ def make_refined_rollout(params: CorrectorParams):
   and batch shape; gains and bounds are runtime inputs.
   """
   control = rollout_lib.make_control(params)
-  steps = _steps(dataclasses.replace(
+  compiled = _compiled(dataclasses.replace(
       rollout_lib.static_part(params), refine_window=params.refine_window,
       refine_iterations=params.refine_iterations,
       refine_learning_rate=params.refine_learning_rate))
-  window = params.refine_window
-
-  def run(targets, reference, valid):
-    frames_count = reference.shape[1]
-    data, frames = steps.start(control, targets)
-    split = jax.vmap(lambda x: _split_windows(x, window))
-    frames_w = jax.tree.map(split, frames)
-    reference_w = split(reference)
-    valid_w = split(jnp.concatenate(
-        [valid, jnp.zeros((valid.shape[0], (-frames_count) % window), bool)], axis=1))
-    outs = []
-    for w in range(reference_w.shape[1]):
-      frame = jax.tree.map(lambda x, w=w: x[:, w], frames_w)
-      last = w + 1 == reference_w.shape[1]
-      ref_next = reference_w[:, w, -1] if last else reference_w[:, w + 1, 0]
-      val_next = jnp.zeros_like(valid_w[:, w, 0]) if last else valid_w[:, w + 1, 0]
-      args = (reference_w[:, w], valid_w[:, w], ref_next, val_next)
-      offsets = steps.optimize(control, data, frame, *args)
-      data, out = steps.advance(control, data, frame, *args, offsets)
-      outs.append(out)
-    return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1)[:, :frames_count], *outs)
-
-  return run
+  return lambda targets, reference, valid: compiled(control, targets, reference, valid)

@@ -208,8 +208,7 @@ def initial_data(system, index: humanoid.ModelIndex, frames: Frames) -> mjx.Data
   mjx.step recomputes everything from qpos and qvel; the one derived quantity read before the
   first step is the bias force the controller compensates (qfrc_bias). The smooth dynamics
   that give it (kinematics, composite inertia and velocities, RNE) leave out mjx.forward's
-  collision and constraint solve: the same rollout, bit for bit, and half the compile time of
-  gradient refinement's start program, which does nothing else.
+  collision and constraint solve: the same rollout, bit for bit, and less to compile.
   """
   qpos, qvel, _ = reference_state(system, index, jax.tree.map(lambda x: x[0], frames))
   data = mjx.make_data(system).replace(qpos=qpos, qvel=qvel)
@@ -225,13 +224,17 @@ def state_joints(data: mjx.Data, index: humanoid.ModelIndex) -> jax.Array:
 
 
 def run_frames(system, params: CorrectorParams, control: Control, data: mjx.Data,
-               frames: Frames, pd_offsets: jax.Array | None = None
-               ) -> tuple[mjx.Data, Rollout]:
+               frames: Frames, pd_offsets: jax.Array | None = None,
+               recompute_substeps: bool = False) -> tuple[mjx.Data, Rollout]:
   """Simulates the frames of `frames` from `data` (the system from `controlled_system`).
 
   Args:
     pd_offsets: optional (F, NUM_BALLS, 3) rotation vectors composed onto each frame's PD
       target only (its velocity is kept): what gradient refinement optimises.
+    recompute_substeps: for reverse-mode differentiation: each substep is a
+      `jax.checkpoint`, so the reverse pass recomputes it from its carry instead of storing
+      every intermediate of mjx.step (same gradients, far fewer stored residuals: gradient
+      refinement's program traces and compiles faster). No effect without differentiation.
 
   Returns:
     the state after the last frame and the Rollout (joints at each frame's start, after the
@@ -300,7 +303,10 @@ def run_frames(system, params: CorrectorParams, control: Control, data: mjx.Data
     data, joints, reset, pelvis, error = failsafe(data, reference)
     local = data.qpos[ball_qpos]
     fractions = jnp.arange(substeps, dtype=jnp.float32) / substeps
-    data, residual = jax.lax.scan(lambda d, s: substep(d, s, frame), data, fractions)
+    step = lambda d, s: substep(d, s, frame)
+    if recompute_substeps:
+      step = jax.checkpoint(step)
+    data, residual = jax.lax.scan(step, data, fractions)
     return data, Rollout(joints=joints, local_quat=local, residual=jnp.mean(residual),
                          reset=reset, pelvis_height=pelvis, error=error)
 
