@@ -161,6 +161,7 @@ def main(argv):
   if not args.library_logs:
     outputs.quiet_console()
   run_lib.enable_compilation_cache()
+  run_lib.relax_garbage_collection()
   try:
     if not args.workdir:
       raise errors.ConfigError("--workdir is required")

@@ -17,6 +17,7 @@ else a temporary file, so that a refused workdir stays untouched.
 from __future__ import annotations
 
 import datetime
+import gc
 import importlib
 import importlib.util
 import os
@@ -93,6 +94,24 @@ USER_ERRORS = (errors.ConfigError, errors.DataError, errors.CheckpointError,
                errors.NonFiniteError, OSError)
 
 
+# Allocations between two young-generation collections of CPython's cycle collector (700 by
+# default); a middle-generation collection every 20 young ones, a full one every 10 middle
+# ones (10 and 10 by default).
+GC_YOUNG_ALLOCATIONS = 50_000
+
+
+def relax_garbage_collection() -> None:
+  """Runs CPython's cycle collector's young collections ~70x less often, full ones ~140x.
+
+  Tracing a JAX program allocates millions of small objects that live until the program is
+  lowered (jaxpr equations, tracers, avals); at the default thresholds the collector keeps
+  rescanning them (tracing and lowering the corrector tests' gradient-refined rollout: 85-106 s
+  at the defaults, 60-78 s with these, on the 2-core CI machine). Reference counting still
+  frees everything acyclic at once; only cycles wait longer.
+  """
+  gc.set_threshold(GC_YOUNG_ALLOCATIONS, 20, 10)
+
+
 def run_experiment(config, workdir: str):
   """Validates the config and the workdir path, then dispatches to the experiment's module;
   returns what its `run` returns."""
@@ -150,6 +169,7 @@ def main(argv):
   logging.info("experiment %s, preset %r, workdir %s", config.get("experiment"),
                config.get("preset", ""), workdir)
   enable_compilation_cache()
+  relax_garbage_collection()
   try:
     run_experiment(config, workdir)
   except USER_ERRORS as e:

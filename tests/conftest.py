@@ -35,6 +35,8 @@ if _GIVEN_CACHE is None:
   os.environ["SELFCONSUME_JAX_CACHE"] = tempfile.mkdtemp(prefix="selfconsume-tests-jax-")
 # Tests keep even the small programs (the commands keep those that take a second or more).
 run_lib.enable_compilation_cache(min_compile_seconds=0.5)
+# Every test traces programs: the commands' collector thresholds (xdist's workers import this).
+run_lib.relax_garbage_collection()
 
 # The suite compiles far more than it runs: most programs run a few times on tiny shapes. At
 # LLVM optimisation level 0, XLA:CPU compiles them in a third to half less time and runs them
