@@ -16,6 +16,7 @@ once crashed inside `put_executable_and_time` late in a one-process suite; that 
 accumulated compiled programs until XLA aborted, which `_release_compiled_programs` now
 prevents.)"""
 
+import functools
 import os
 import pathlib
 import shutil
@@ -25,6 +26,8 @@ import jax
 import pytest
 
 from experiments import run as run_lib
+from selfconsume.physics import refine
+from selfconsume.physics import rollout
 
 # Set in the environment when this process starts: by the user, or by the process that
 # started this one (an xdist worker's controller), which removes it at the end.
@@ -48,6 +51,47 @@ run_lib.relax_garbage_collection()
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = " ".join(
       [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]).strip()
+
+
+# The exception: the corrector's compiled rollouts (plain and gradient-refined) are runtime-
+# bound. The physics tests, the motion smoke run's correction floor and diagnostics run them
+# many times on 8 motions x 41 frames x 10 substeps, and at level 0 they run ~3x slower while
+# compiling barely faster (the gradient-refined one: 186 s at level 0, 200 s at level 2; 60 s
+# vs 17.5 s per call). So in this process and xdist's workers, called on the host they
+# compile at XLA:CPU's default level 3 (`compiler_options` on a jit around the library's);
+# traced into a caller's program (the fused generation) they are part of that program, at
+# its level (JAX takes compiler options on top-level jits only).
+RUNTIME_BOUND_LEVEL = {"xla_backend_optimization_level": 3}
+
+
+class _OnTheHostAtDefaultLevel:
+  """A library-jitted rollout that compiles at RUNTIME_BOUND_LEVEL when called on the host;
+  its other attributes (`lower`, `_cache_size`) are that top-level jit's."""
+
+  def __init__(self, jitted):
+    self._jitted = jitted
+    self._top_level = jax.jit(jitted, compiler_options=RUNTIME_BOUND_LEVEL)
+
+  def __call__(self, *args):
+    traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args))
+    return (self._jitted if traced else self._top_level)(*args)
+
+  def __getattr__(self, name):
+    return getattr(self._top_level, name)
+
+
+def _at_default_level(compiled_for):
+  return functools.lru_cache(maxsize=16)(
+      lambda static: _OnTheHostAtDefaultLevel(compiled_for(static)))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _runtime_bound_rollouts_at_default_level():
+  with pytest.MonkeyPatch.context() as patch:
+    # pylint: disable=protected-access
+    patch.setattr(rollout, "_compiled", _at_default_level(rollout._compiled))
+    patch.setattr(refine, "_compiled", _at_default_level(refine._compiled))
+    yield
 
 
 def pytest_unconfigure(config):

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import pytest
 
 from experiments.configs import humanml as humanml_config
 from selfconsume.data import procedural
@@ -123,6 +124,18 @@ def _whole_set(key, data):
   return data
 
 
+@pytest.fixture
+def fits_at_default_level(monkeypatch):
+  """The fit's compiled steps at XLA:CPU's default optimisation level (3), not the suite's 0
+  (conftest): this test runs them for hundreds of steps, where level 0's unvectorised
+  elementwise code costs more than its faster compile saves (the test: 136 s -> 84 s)."""
+  # pylint: disable=protected-access
+  monkeypatch.setattr(training, "_jit_multi_step", jax.jit(
+      training._multi_step, static_argnames=("draw_batch", "num_steps", "batch_sharding"),
+      donate_argnums=(0,), compiler_options={"xla_backend_optimization_level": 3}))
+
+
+@pytest.mark.usefixtures("fits_at_default_level")
 def test_small_mdm_memorises_eight_motions():
   model = humanml_config.get_config("smoke").model
   model.latent_dim, model.num_layers, model.ff_dim = 64, 2, 128

@@ -9,7 +9,6 @@ same compiled program).
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +20,6 @@ from selfconsume.motion import features as features_lib
 from selfconsume.physics import corrector
 from selfconsume.physics import demo_motions
 from selfconsume.physics import metrics
-from selfconsume.physics import refine
 from selfconsume.physics import rollout
 from selfconsume.physics.params import CorrectorParams
 
@@ -132,23 +130,6 @@ def test_refinement_lowers_tracking_error(batch, params):
   assert after.mean() < plain.mean()
 
 
-@pytest.fixture
-def refined_at_default_level(monkeypatch):
-  """The refined rollout compiled at XLA:CPU's default optimisation level (3).
-
-  The suite compiles at level 0 (conftest: most of its programs run a few times on tiny
-  shapes), but this one is runtime-bound (three reverse passes through a window of stiff
-  contact substeps per window): at level 0 it compiled 7% faster than at level 2 (186 s vs
-  200 s) and ran 3.4x slower (60 s vs 17.5 s per call of the test's batch) on the 2-core CI
-  machine.
-  """
-  compiled = refine._compiled  # pylint: disable=protected-access
-  monkeypatch.setattr(refine, "_compiled", functools.lru_cache(maxsize=1)(
-      lambda static: jax.jit(compiled(static),
-                             compiler_options={"xla_backend_optimization_level": 3})))
-
-
-@pytest.mark.usefixtures("refined_at_default_level")
 def test_gradient_refinement_lowers_tracking_error(batch, params):
   """Adam on PD-target offsets through the simulation (truncated windows) beats plain PD.
 
