@@ -26,6 +26,7 @@ import jax
 import pytest
 
 from experiments import run as run_lib
+from selfconsume.physics import corrector
 from selfconsume.physics import refine
 from selfconsume.physics import rollout
 
@@ -60,7 +61,8 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 # vs 17.5 s per call). So in this process and xdist's workers, called on the host they
 # compile at XLA:CPU's default level 3 (`compiler_options` on a jit around the library's);
 # traced into a caller's program (the fused generation) they are part of that program, at
-# its level (JAX takes compiler options on top-level jits only).
+# its level (JAX takes compiler options on top-level jits only). A level set in XLA_FLAGS
+# does not reach these two.
 RUNTIME_BOUND_LEVEL = {"xla_backend_optimization_level": 3}
 
 
@@ -73,8 +75,8 @@ class _OnTheHostAtDefaultLevel:
     self._top_level = jax.jit(jitted, compiler_options=RUNTIME_BOUND_LEVEL)
 
   def __call__(self, *args):
-    traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args))
-    return (self._jitted if traced else self._top_level)(*args)
+    # pylint: disable=protected-access
+    return (self._jitted if corrector._traced(args) else self._top_level)(*args)
 
   def __getattr__(self, name):
     return getattr(self._top_level, name)
