@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import traceback
+from typing import Sequence
 
 from absl import app
 from absl import flags
@@ -47,16 +48,19 @@ EXPERIMENTS = {
 
 
 
-def define_flags() -> None:
-  """The command line of this module (defined only when it runs as the program, so that
-  importing `run_experiment` elsewhere does not claim the flag names)."""
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """The command line of this module, in `flag_values` (absl's global FLAGS when it runs as
+  the program; defined only then, so that importing `run_experiment` elsewhere does not claim
+  the flag names; a fresh FlagValues runs the command inside another program: `command`)."""
   config_flags.DEFINE_config_file(
       "config", None, "Config file, optionally with a preset: path/to/config.py[:preset].",
-      lock_config=True)
-  flags.DEFINE_string("workdir", None, "Directory for all outputs of the run.")
+      lock_config=True, flag_values=flag_values)
+  flags.DEFINE_string("workdir", None, "Directory for all outputs of the run.",
+                      flag_values=flag_values)
   flags.DEFINE_bool("library_logs", False,
-                    "Show the INFO logs of orbax, jax and matplotlib (off: their warnings only).")
-  flags.mark_flags_as_required(["config"])
+                    "Show the INFO logs of orbax, jax and matplotlib (off: their warnings only).",
+                    flag_values=flag_values)
+  flags.mark_flags_as_required(["config"], flag_values=flag_values)
 
 
 # The compilation cache's bound: the default preset's programs take tens of MB each.
@@ -138,13 +142,14 @@ def one_line(error: BaseException) -> str:
 
 
 def write_error_log(workdir: str, error: BaseException) -> str:
-  """Writes the error's traceback to <workdir>/error.log when this process started the run
-  there, else (a refused or unusable workdir stays untouched) to a temporary file; returns
-  the path."""
+  """Writes the error's traceback to <workdir>/error.log when the error ended a run that had
+  started there, else (a refused or unusable workdir stays untouched) to a temporary file;
+  returns the path."""
   text = (f"{datetime.datetime.now().isoformat(timespec='seconds')} "
           f"{' '.join(sys.argv)}\n" +
           "".join(traceback.format_exception(type(error), error, error.__traceback__)))
-  if workdir_lib.started(workdir) and not isinstance(error, workdir_lib.WorkdirError):
+  if (workdir_lib.started_in(error) == os.path.abspath(workdir)
+      and not isinstance(error, workdir_lib.WorkdirError)):
     path = os.path.join(workdir, "error.log")
     try:
       with open(path, "a") as f:
@@ -158,13 +163,13 @@ def write_error_log(workdir: str, error: BaseException) -> str:
   return path
 
 
-def main(argv):
+def main(argv, flag_values: flags.FlagValues = flags.FLAGS):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  config = flags.FLAGS.config
-  workdir = flags.FLAGS.workdir or os.path.join(
+  config = flag_values.config
+  workdir = flag_values.workdir or os.path.join(
       "runs", f"{config.get('experiment', 'run')}{('-' + config.preset) if config.get('preset') else ''}")
-  if not flags.FLAGS.library_logs:
+  if not flag_values.library_logs:
     outputs.quiet_console()
   logging.info("experiment %s, preset %r, workdir %s", config.get("experiment"),
                config.get("preset", ""), workdir)
@@ -175,6 +180,26 @@ def main(argv):
   except USER_ERRORS as e:
     print(f"error: {one_line(e)} (details: {write_error_log(workdir, e)})", file=sys.stderr)
     sys.exit(2)
+
+
+def command(args: Sequence[str]) -> int:
+  """Runs `python -m experiments.run ARGS...` inside this process (a notebook, a test): the
+  same parsing, checks and messages; returns the exit code (0, or 2 for a refused input).
+
+  Its flags go to a FlagValues of their own, so absl's global flags are left alone; sys.argv
+  is the command's while it runs (the error log records it).
+  """
+  flag_values = flags.FlagValues()
+  define_flags(flag_values)
+  argv = ["experiments.run", *args]
+  saved_argv, sys.argv = sys.argv, argv
+  try:
+    main(_parse_flags(argv, flag_values), flag_values)
+  except SystemExit as e:
+    return 0 if e.code is None else int(e.code)
+  finally:
+    sys.argv = saved_argv
+  return 0
 
 
 def _config_arg(argv) -> tuple[str, str] | None:
@@ -210,7 +235,7 @@ def _missing_override(argv) -> str | None:
   return None
 
 
-def _parse_flags(argv):
+def _parse_flags(argv, flag_values: flags.FlagValues = flags.FLAGS):
   """absl's flag parser, with config mistakes reported as one line instead of a traceback."""
   config_arg = _config_arg(argv)
   if config_arg is not None and not os.path.isfile(config_arg[0]):
@@ -218,7 +243,7 @@ def _parse_flags(argv):
           f"(the configs are in experiments/configs/)", file=sys.stderr)
     sys.exit(2)
   try:
-    return flags.FLAGS(argv)
+    return flag_values(argv)
   except errors.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
   except (AttributeError, KeyError) as e:

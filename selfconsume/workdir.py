@@ -59,8 +59,8 @@ NON_RESULT_FIELDS: dict[str, tuple[str, ...]] = {
     "evaluator": ("preset", "cache_dir", "data.root", "data.corpus_dir"),
 }
 
-# Workdirs this process has claimed (their identity checked and recorded, the lock taken).
-_STARTED: set[str] = set()
+# The attribute `claim` sets on an exception that leaves its block: the absolute workdir.
+_STARTED_IN = "selfconsume_workdir_started_in"
 # Locks this process holds: absolute workdir -> the open lock file's descriptor.
 _HELD: dict[str, int] = {}
 
@@ -408,16 +408,24 @@ def claim(workdir: str, config: ml_collections.ConfigDict,
       record = dict(expected, created=datetime.datetime.now().isoformat(timespec="seconds"),
                     host=socket.gethostname())
       outputs.write_json(os.path.join(workdir, IDENTITY_FILE), record)
-    _STARTED.add(key)
-    yield expected
+    try:
+      yield expected
+    except BaseException as error:
+      # The run had started here: its error log may go here (experiments.run). Tagging the
+      # error rather than remembering the workdir keeps a later refused command in the same
+      # process (a notebook, a test) from writing into the workdir of an earlier run.
+      if started_in(error) is None:
+        setattr(error, _STARTED_IN, key)
+      raise
   finally:
     del _HELD[key]
     release_lock(workdir, fd)
 
 
-def started(workdir: str) -> bool:
-  """Whether this process claimed `workdir` (so an error log may be written there)."""
-  return os.path.abspath(workdir) in _STARTED
+def started_in(error: BaseException) -> str | None:
+  """The workdir (absolute path) whose claimed block `error` left, if any: the run had
+  started there when the error happened, so its log may be written there."""
+  return getattr(error, _STARTED_IN, None)
 
 
 def report_finished(workdir: str, detail: str, results: tuple[str, ...]) -> dict[str, Any]:

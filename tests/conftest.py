@@ -16,10 +16,13 @@ once crashed inside `put_executable_and_time` late in a one-process suite; that 
 accumulated compiled programs until XLA aborted, which `_release_compiled_programs` now
 prevents.)"""
 
+import contextlib
 import functools
+import io
 import os
 import pathlib
 import shutil
+import subprocess
 import tempfile
 
 import jax
@@ -122,6 +125,29 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def repo_root() -> pathlib.Path:
   return REPO_ROOT
+
+
+@pytest.fixture
+def run_command(repo_root):
+  """A function that runs `python -m experiments.run ARGS...` inside the test's process
+  (experiments.run.command; config paths relative to the repository) and returns a
+  CompletedProcess with its exit code and console output: the command's parsing, checks and
+  messages without a second process's start-up (seconds each: the refusal tests run ~20).
+  The compilation-cache threshold the command sets is put back."""
+
+  def run(*args: str) -> subprocess.CompletedProcess:
+    args = [f"--config={repo_root / a.split('=', 1)[1]}" if a.startswith("--config=") else a
+            for a in args]
+    threshold = jax.config.jax_persistent_cache_min_compile_time_secs
+    stdout, stderr = io.StringIO(), io.StringIO()
+    try:
+      with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = run_lib.command(args)
+    finally:
+      jax.config.update("jax_persistent_cache_min_compile_time_secs", threshold)
+    return subprocess.CompletedProcess(args, code, stdout.getvalue(), stderr.getvalue())
+
+  return run
 
 
 def _truncate_checkpoint_arrays(path, min_bytes: int = 0) -> int:

@@ -68,9 +68,10 @@ def test_rerun_resumes_without_repeating_generations(smoke_run):
   assert sorted(g for v, g in keys[6:]) == [2, 2, 2]
 
 
-def test_rerun_with_another_config_is_refused(repo_root, smoke_run):
+def test_rerun_with_another_config_is_refused(run_command, smoke_run):
   workdir, _, _ = smoke_run
-  result = _run(repo_root, workdir, "--config.diffusion.guidance=2.0")
+  result = run_command(f"--config={_CONFIG}", f"--workdir={workdir}",
+                       "--config.diffusion.guidance=2.0")
   assert result.returncode == 2
   assert "different config" in result.stderr
 

@@ -1,9 +1,6 @@
 """The Gaussian toy: model fit, W2, correctors, the jitted loop, and the experiment driver."""
 
 import json
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -195,11 +192,8 @@ def test_unknown_preset_is_a_config_error():
     (["--config=experiments/configs/gaussian.py:bogus"], "unknown preset 'bogus'"),
     (["--config=experiments/configs/gaussian.py:smoke", "--config.num_real=1"], "num_real"),
 ])
-def test_command_line_errors_are_one_line(args, message, repo_root, tmp_path):
-  result = subprocess.run(
-      [sys.executable, "-m", "experiments.run", *args, f"--workdir={tmp_path}"],
-      cwd=repo_root, capture_output=True, text=True, timeout=300,
-      env={**os.environ, "JAX_PLATFORMS": "cpu"})
+def test_command_line_errors_are_one_line(args, message, run_command, tmp_path):
+  result = run_command(*args, f"--workdir={tmp_path}")
   assert result.returncode == 2
   assert message in result.stderr
   assert "Traceback" not in result.stderr

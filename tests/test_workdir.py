@@ -18,9 +18,11 @@ import sys
 import pytest
 
 from experiments import mnist
+from experiments import run as run_lib
 from experiments.configs import gaussian as gaussian_config
 from experiments.configs import humanml as humanml_config
 from experiments.configs import mnist as mnist_config
+from selfconsume import errors
 from selfconsume import outputs
 from selfconsume import sweep
 from selfconsume import workdir as workdir_lib
@@ -259,3 +261,26 @@ def test_finished_runs_are_recognised(tmp_path):
   assert not mnist.finished(digits, str(tmp_path / "digits"))
   outputs.append_jsonl(tmp_path / "digits" / "metrics.jsonl", rows[-1:])
   assert mnist.finished(digits, str(tmp_path / "digits"))
+
+
+def test_an_error_log_goes_into_the_workdir_only_when_the_run_had_started_there(tmp_path):
+  config = gaussian_config.get_config("smoke")
+  workdir = str(tmp_path / "run")
+  with pytest.raises(errors.DataError) as raised:
+    with workdir_lib.claim(workdir, config):
+      raise errors.DataError("a dataset file went bad mid-run")
+  assert workdir_lib.started_in(raised.value) == workdir
+  assert run_lib.write_error_log(workdir, raised.value) == os.path.join(workdir, "error.log")
+  # A later command of the same process refused on that workdir leaves it untouched.
+  before = tree_hash(tmp_path / "run")
+  log = run_lib.write_error_log(workdir, errors.ConfigError("config.seed must be an integer"))
+  assert not log.startswith(workdir)
+  assert tree_hash(tmp_path / "run") == before
+  # ...as does a refusal by the claim itself.
+  other = gaussian_config.get_config("smoke")
+  other.seed = 7
+  with pytest.raises(workdir_lib.WorkdirError) as refused:
+    with workdir_lib.claim(workdir, other):
+      pass
+  assert workdir_lib.started_in(refused.value) is None
+  assert not run_lib.write_error_log(workdir, refused.value).startswith(workdir)

@@ -3,8 +3,10 @@ mistaken rerun with exit code 2 and one console line, and leaves the workdir byt
 as it was; a rerun of a finished run says so.
 
 One finished smoke run of the motion loop (baseline only: the refusals do not depend on
-the variants) is shared by the module; each refusal is a subprocess that stops within
-seconds, before any corpus, evaluator or model is built.
+the variants) is shared by the module. The rerun of the finished run and the refusal of a
+second process run the program itself; the other refusals run the same command inside the
+test's process (conftest's run_command), each stopping before any corpus, evaluator or model
+is built.
 """
 
 from __future__ import annotations
@@ -30,9 +32,17 @@ from tests.test_workdir import _hold_lock
 from tests.test_workdir import tree_hash
 
 _HUMANML = "experiments/configs/humanml.py:smoke"
+_GAUSSIAN = "experiments/configs/gaussian.py:smoke"
 
 
-def _command(repo_root, config: str, workdir, *overrides: str) -> subprocess.CompletedProcess:
+def _command(run_command, config: str, workdir, *overrides: str
+             ) -> subprocess.CompletedProcess:
+  """The command inside this process."""
+  return run_command(f"--config={config}", f"--workdir={workdir}", *overrides)
+
+
+def _program(repo_root, config: str, workdir, *overrides: str) -> subprocess.CompletedProcess:
+  """The command as its own process."""
   env = dict(os.environ, PYTHONPATH=str(repo_root), JAX_PLATFORMS="cpu")
   return subprocess.run(
       [sys.executable, "-m", "experiments.run", f"--config={config}", f"--workdir={workdir}",
@@ -75,7 +85,7 @@ def finished_run(tmp_path_factory):
 def test_rerun_of_a_finished_run_says_so_and_writes_nothing(repo_root, finished_run):
   _, workdir, flags = finished_run
   before = tree_hash(workdir)
-  result = _command(repo_root, _HUMANML, workdir, *flags)
+  result = _program(repo_root, _HUMANML, workdir, *flags)
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"{workdir}: this run is finished" in result.stdout
   assert f"{workdir}/summary.json" in result.stdout
@@ -94,19 +104,19 @@ def test_rerun_of_a_finished_run_says_so_and_writes_nothing(repo_root, finished_
     (["--config.correction.gamma=nan"], "config.correction.gamma must be a number, got nan"),
     (["--config.loop.sample_batch_size=0"], "config.loop.sample_batch_size must be an integer"),
 ])
-def test_mistaken_reruns_are_refused_and_change_nothing(repo_root, finished_run, overrides,
+def test_mistaken_reruns_are_refused_and_change_nothing(run_command, finished_run, overrides,
                                                         message):
   _, workdir, flags = finished_run
   before = tree_hash(workdir)
-  log = _assert_refused(_command(repo_root, _HUMANML, workdir, *flags, *overrides), message)
+  log = _assert_refused(_command(run_command, _HUMANML, workdir, *flags, *overrides), message)
   assert not log.startswith(str(workdir))
   assert tree_hash(workdir) == before
 
 
-def test_another_dataset_is_refused(repo_root, finished_run):
+def test_another_dataset_is_refused(run_command, finished_run):
   root, workdir, flags = finished_run
   before = tree_hash(workdir)
-  result = _command(repo_root, _HUMANML, workdir, *flags, f"--config.data.root={root / 'corpus'}")
+  result = _command(run_command, _HUMANML, workdir, *flags, f"--config.data.root={root / 'corpus'}")
   _assert_refused(result, "holds a run of a different dataset: the run read the procedural "
                           "corpus")
   assert tree_hash(workdir) == before
@@ -134,7 +144,7 @@ def test_a_second_process_on_the_workdir_is_refused(repo_root, finished_run):
   holder = _hold_lock(repo_root, workdir)
   try:
     before = tree_hash(workdir)
-    result = _command(repo_root, _HUMANML, workdir, *flags)
+    result = _program(repo_root, _HUMANML, workdir, *flags)
     _assert_refused(result, f"is in use by process {holder.pid} on ")
     assert tree_hash(workdir) == before
   finally:
@@ -143,29 +153,29 @@ def test_a_second_process_on_the_workdir_is_refused(repo_root, finished_run):
   os.remove(workdir / workdir_lib.LOCK_FILE)
 
 
-def test_unusable_workdirs_and_data_files(repo_root, finished_run, tmp_path):
+def test_unusable_workdirs_and_data_files(run_command, finished_run, tmp_path):
   root, workdir, flags = finished_run
-  result = _command(repo_root, _HUMANML, workdir / "summary.json", *flags)
+  result = _command(run_command, _HUMANML, workdir / "summary.json", *flags)
   _assert_refused(result, "summary.json' is a file, expected a directory")
-  result = _command(repo_root, _HUMANML, workdir / "summary.json" / "run", *flags)
+  result = _command(run_command, _HUMANML, workdir / "summary.json" / "run", *flags)
   _assert_refused(result, "summary.json', which is a file, not a directory")
   frozen = tmp_path / "frozen"
   frozen.mkdir()
   frozen.chmod(0o555)
   try:
-    _assert_refused(_command(repo_root, _HUMANML, frozen, *flags), "frozen' is read-only")
+    _assert_refused(_command(run_command, _HUMANML, frozen, *flags), "frozen' is read-only")
   finally:
     frozen.chmod(0o755)
   assert os.listdir(frozen) == []
   data = tmp_path / "data"
   shutil.copytree(root / "corpus", data)
   (data / "Mean.npy").write_bytes(b"\x93NUMPY not really")
-  result = _command(repo_root, _HUMANML, tmp_path / "new", *flags, f"--config.data.root={data}")
+  result = _command(run_command, _HUMANML, tmp_path / "new", *flags, f"--config.data.root={data}")
   _assert_refused(result, "Mean.npy: not a readable .npy array")
   assert not (tmp_path / "new").exists()
 
 
-def test_gaussian_finished_and_mistaken_reruns(repo_root, tmp_path, capsys):
+def test_gaussian_finished_and_mistaken_reruns(run_command, tmp_path, capsys):
   config = gaussian_config.get_config("smoke")
   config.num_generations = 5
   config.last_window = 2
@@ -176,26 +186,26 @@ def test_gaussian_finished_and_mistaken_reruns(repo_root, tmp_path, capsys):
   assert summary["num_generations"] == 5
   assert tree_hash(tmp_path) == before
   overrides = ["--config.num_generations=5", "--config.last_window=2"]
-  result = _command(repo_root, "experiments/configs/gaussian.py:smoke", tmp_path, *overrides,
+  result = _command(run_command, _GAUSSIAN, tmp_path, *overrides,
                     "--config.gammas=(0.0,2.0)")
   _assert_refused(result, "config.gammas is (0.0, 1.0, 5.0) there, (0.0, 2.0) here")
-  result = _command(repo_root, "experiments/configs/gaussian.py:smoke", tmp_path, *overrides,
+  result = _command(run_command, _GAUSSIAN, tmp_path, *overrides,
                     "--config.synthetic_ratio=nan")
   _assert_refused(result, "config.synthetic_ratio must be a number, got nan")
   assert tree_hash(tmp_path) == before
 
 
-def test_digits_mistaken_reruns(repo_root, tmp_path):
+def test_digits_mistaken_reruns(run_command, tmp_path):
   config = mnist_config.get_config("smoke")
   with workdir_lib.claim(str(tmp_path), config, workdir_lib.mnist_dataset(config)):
     pass                                      # what a first start records
   (tmp_path / "metrics.jsonl").write_text(json.dumps({"generation": 0}) + "\n")
   before = tree_hash(tmp_path)
   digits = "experiments/configs/mnist.py:smoke"
-  _assert_refused(_command(repo_root, digits, tmp_path, "--config.corrector.gamma=1.0"),
+  _assert_refused(_command(run_command, digits, tmp_path, "--config.corrector.gamma=1.0"),
                   "config.corrector.gamma is inf there, 1.0 here")
-  _assert_refused(_command(repo_root, digits, tmp_path, "--config.corrector.gamma=-1"),
+  _assert_refused(_command(run_command, digits, tmp_path, "--config.corrector.gamma=-1"),
                   "config.corrector.gamma must be a number >= 0")
-  _assert_refused(_command(repo_root, digits, tmp_path, "--config.train.batch_size=0"),
+  _assert_refused(_command(run_command, digits, tmp_path, "--config.train.batch_size=0"),
                   "config.train.batch_size must be an integer >= 1, got 0")
   assert tree_hash(tmp_path) == before

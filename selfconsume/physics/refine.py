@@ -113,7 +113,8 @@ def _refined_one(static: CorrectorParams, system, control: rollout_lib.Control,
       return (optax.apply_updates(offsets, updates), opt_state), None
 
     zeros = jnp.zeros(w.frame.local_target.shape[:-1] + (3,), jnp.float32)
-    (offsets, _), _ = jax.lax.scan(adam_step, (zeros, optimizer.init(zeros)), None,
+    start = rollout_lib.varying_with((zeros, optimizer.init(zeros)), w.reference)
+    (offsets, _), _ = jax.lax.scan(adam_step, start, None,
                                    length=static.refine_iterations)
     return offsets
 
@@ -135,7 +136,8 @@ def _refined_one(static: CorrectorParams, system, control: rollout_lib.Control,
     return advance(data, w, optimize(data, w))
 
   frames = rollout_lib.prepare(targets, None, static.frame_dt)
-  data = rollout_lib.initial_data(real, index, frames)
+  # Batched from the start under vmap, so that the scans carrying it trace once (see there).
+  data = rollout_lib.varying_with(rollout_lib.initial_data(real, index, frames), reference)
   _, outs = jax.lax.scan(window_step, data,
                          _windows(frames, reference, valid, static.refine_window))
   return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:])[:reference.shape[0]], outs)
