@@ -224,9 +224,11 @@ def varying_with(tree, like: jax.Array):
   contacts, warm starts, actuators) or of a fresh optimiser state are then batched like
   `like`. JAX batches a scan whose initial carry has unbatched leaves that its body makes
   batched once more for every such promotion, and each pass re-batches the scans nested in
-  the body: carried batched from the start, the body is batched once. The gradient-refined
-  rollout (windows > Adam steps > frames > substeps) of 8 motions traced in 118 s, now 56 s;
-  the plain rollout (frames > substeps) barely gains, so it is left as it is.
+  the body: carried batched from the start, the body is batched once. Tracing the gradient-
+  refined rollout (windows > Adam steps > frames > substeps) then batches 162k primitives
+  instead of 329k and records 315k equations instead of 492k (83 s -> 53 s on a 2-core CPU),
+  for the same program (HLO within 0.1%). The plain rollout (frames > substeps) batches as
+  many primitives either way (43k), so it is left as it is.
   """
   always = jnp.logical_or(jnp.isnan(jnp.ravel(like)[0]), True)
   return jax.tree.map(lambda x: jnp.where(always, x, x), tree)
