@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import os
 
+import filelock
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,11 +64,18 @@ def _make_dataset(num: int, seed: int) -> tuple[_Dataset, np.ndarray]:
 
 
 def train_small_evaluator(tmp_path_factory):
-  """The smoke evaluator on 256 synthetic motions, trained once per test session."""
+  """The smoke evaluator on 256 synthetic motions, trained once per test run.
+
+  Its cache is in the run's base directory, which xdist's workers share (each has its own
+  directory under it): the first worker to get here trains it under a file lock, the other
+  waits for it and loads it (not a second training, ~35 s, on the other worker)."""
   train, _ = _make_dataset(256, seed=0)
-  cache = str(tmp_path_factory.getbasetemp() / "shared-evaluator-cache")
-  evaluator = evaluator_lib.get_or_train_evaluator(train, evaluator_lib.smoke_config(), cache,
-                                                   progress=False)
+  base = tmp_path_factory.getbasetemp()
+  shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+  cache = str(shared / "shared-evaluator-cache")
+  with filelock.FileLock(cache + ".lock"):
+    evaluator = evaluator_lib.get_or_train_evaluator(train, evaluator_lib.smoke_config(), cache,
+                                                     progress=False)
   return train, evaluator, cache
 
 
