@@ -195,6 +195,9 @@ def command(args: Sequence[str]) -> int:
   saved_argv, sys.argv = sys.argv, argv
   try:
     main(_parse_flags(argv, flag_values), flag_values)
+  except app.UsageError as e:            # what app.run reports with usage, exit code 1
+    print(f"error: {e}", file=sys.stderr)
+    return e.exitcode
   except SystemExit as e:
     return 0 if e.code is None else int(e.code)
   finally:

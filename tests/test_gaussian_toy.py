@@ -1,6 +1,8 @@
 """The Gaussian toy: model fit, W2, correctors, the jitted loop, and the experiment driver."""
 
 import json
+import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -197,6 +199,15 @@ def test_command_line_errors_are_one_line(args, message, run_command, tmp_path):
   assert result.returncode == 2
   assert message in result.stderr
   assert "Traceback" not in result.stderr
+
+
+def test_command_in_process_reports_a_stray_argument_and_restores_argv(run_command, tmp_path):
+  argv = list(sys.argv)
+  result = run_command("--config=experiments/configs/gaussian.py:smoke", f"--workdir={tmp_path}",
+                       "stray")
+  assert result.returncode == 1
+  assert "unexpected arguments: ['stray']" in result.stderr
+  assert sys.argv == argv and not os.listdir(tmp_path)
 
 
 def test_num_synthetic_floors():
